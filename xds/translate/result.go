@@ -1,0 +1,27 @@
+// Package translate turns the mesh model into xDS resources for one proxy.
+//
+// Everything here is a pure function of its arguments (snapshot, proxy,
+// options): no I/O, no clocks, no globals. The arguments are therefore also
+// the cache key of the output.
+package translate
+
+import (
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+)
+
+// Options are the translation settings that do not come from the snapshot.
+type Options struct {
+	// ClusterDomain is the cluster DNS suffix, "cluster.local" by default.
+	ClusterDomain string
+}
+
+// Result is the output of translating a snapshot for one proxy.
+type Result struct {
+	// Resources maps an xDS type URL (resource.ListenerType, ...) to the
+	// resources of that type, sorted by name.
+	Resources map[string][]types.Resource
+	// Warnings are problems that did not stop translation: a feature the
+	// proxy kind cannot do, an invalid setting replaced by its default. They
+	// are shown in /debug and counted in a metric.
+	Warnings []string
+}
