@@ -1,8 +1,3 @@
-// Package translate turns the mesh model into xDS resources for one proxy.
-//
-// Everything here is a pure function of its arguments (snapshot, proxy,
-// options): no I/O, no clocks, no globals. The arguments are therefore also
-// the cache key of the output.
 package translate
 
 import (

@@ -1,0 +1,146 @@
+package translate
+
+import (
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/sluice-mesh/sluice/mesh"
+)
+
+// httpProtocolOptionsKey is the extension name under which Envoy reads a
+// cluster's upstream HTTP protocol options.
+const httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// inboundBindAddress is the source address of connections Envoy makes to
+// the local workload for passthrough traffic. Binding to it keeps iptables
+// from redirecting them back to Envoy (the rule that catches an app calling
+// its own pod IP must not catch Envoy's own connections).
+const inboundBindAddress = "127.0.0.6"
+
+// adsConfigSource says "ask the same ADS stream", the only config source
+// (with self) grpc-go accepts for RDS and EDS.
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+}
+
+// edsCluster is the cluster of a service port as both proxy kinds see it:
+// EDS over ADS with the service's LB policy and outlier detection. grpc-go
+// accepts only EDS, LOGICAL_DNS and aggregate clusters and the policies
+// ROUND_ROBIN, LEAST_REQUEST (choice_count >= 2, the default) and RING_HASH
+// (XX_HASH, the default); lbFor never yields anything else for it.
+func (t *translator) edsCluster(sp servicePort) *clusterv3.Cluster {
+	lb := t.lbFor(sp.svc)
+	return &clusterv3.Cluster{
+		Name:                 ClusterName(sp.key, t.domain),
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
+		LbPolicy:             lb.policy,
+		OutlierDetection:     lb.outlierDetection(),
+	}
+}
+
+// grpcClusters returns one EDS cluster per service port.
+func (t *translator) grpcClusters(ports []servicePort) []types.Resource {
+	out := make([]types.Resource, 0, len(ports))
+	for _, sp := range ports {
+		out = append(out, t.edsCluster(sp))
+	}
+	return out
+}
+
+// envoyClusters returns one EDS cluster per service port, a STATIC cluster
+// per inbound port and the two passthrough clusters.
+func (t *translator) envoyClusters(ports []servicePort) []types.Resource {
+	out := make([]types.Resource, 0, len(ports)+2)
+	for _, sp := range ports {
+		c := t.edsCluster(sp)
+		if d := t.lbFor(sp.svc).connectTimeout; d > 0 {
+			c.ConnectTimeout = durationpb.New(d)
+		}
+		switch sp.port.Protocol {
+		case mesh.ProtocolHTTP2, mesh.ProtocolGRPC:
+			c.TypedExtensionProtocolOptions = t.httpProtocolOptions(&httpv3.HttpProtocolOptions{
+				UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+					ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+						ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+							Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+						},
+					},
+				},
+			})
+		}
+		out = append(out, c)
+	}
+	for _, in := range t.inboundPorts(ports) {
+		out = append(out, t.inboundCluster(in))
+	}
+	out = append(out,
+		originalDstCluster(PassthroughCluster, ""),
+		originalDstCluster(InboundPassthroughCluster, inboundBindAddress),
+	)
+	return out
+}
+
+// inboundCluster delivers traffic for a target port to the application on
+// 127.0.0.1. HTTP ports speak to it in the protocol the client used.
+func (t *translator) inboundCluster(in inboundPort) *clusterv3.Cluster {
+	name := InboundClusterName(in.port)
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: name,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: socketAddress("127.0.0.1", in.port),
+					}},
+				}},
+			}},
+		},
+	}
+	if in.protocol.IsHTTP() {
+		c.TypedExtensionProtocolOptions = t.httpProtocolOptions(&httpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+				UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+					HttpProtocolOptions:  &corev3.Http1ProtocolOptions{},
+					Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+				},
+			},
+		})
+	}
+	return c
+}
+
+// originalDstCluster forwards to the connection's original destination,
+// optionally binding the upstream connection to a source address.
+func originalDstCluster(name, bindAddress string) *clusterv3.Cluster {
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+	}
+	if bindAddress != "" {
+		c.UpstreamBindConfig = &corev3.BindConfig{SourceAddress: &corev3.SocketAddress{
+			Address:       bindAddress,
+			PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 0},
+		}}
+	}
+	return c
+}
+
+func (t *translator) httpProtocolOptions(opts *httpv3.HttpProtocolOptions) map[string]*anypb.Any {
+	a := t.any(opts)
+	if a == nil {
+		return nil
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsKey: a}
+}
