@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// command is one subcommand of sluice.
+type command struct {
+	name    string
+	summary string
+	// run parses args and runs the command. It returns errUsage (wrapped) when
+	// the arguments were wrong, so run can print help and exit 2.
+	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+var errUsage = errors.New("usage")
+
+func commands() []command {
+	return []command{
+		{"serve", "run the control plane: watch Kubernetes (or a directory of YAML) and serve xDS", runServe},
+		{"bootstrap", "print the bootstrap file a proxyless gRPC client or an Envoy sidecar needs to reach Sluice", runBootstrap},
+		{"version", "print the version of this binary", runVersion},
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		switch {
+		case err == nil, errors.Is(err, pflag.ErrHelp):
+			return 0
+		case errors.Is(err, errUsage):
+			fmt.Fprintf(stderr, "sluice %s: %v\nRun 'sluice %s --help' for usage.\n", c.name, err, c.name)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "sluice %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "sluice: unknown command %q\n\n", args[0])
+	printUsage(stderr)
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "Sluice is a service-mesh control plane for Kubernetes: it serves xDS to Envoy sidecars and proxyless gRPC clients.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: sluice <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'sluice <command> --help' for the flags of a command.")
+}
+
+// newFlagSet returns a flag set whose --help prints the command's description
+// and flags to stdout.
+func newFlagSet(name, description string, stdout io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("sluice "+name, pflag.ContinueOnError)
+	fs.SetOutput(stdout)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "Usage: sluice %s [flags]\n\n%s\n\nFlags:\n%s", name, strings.TrimSpace(description), fs.FlagUsages())
+	}
+	return fs
+}
+
+// parseFlags parses args, turning parse errors into usage errors.
+func parseFlags(fs *pflag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	return nil
+}

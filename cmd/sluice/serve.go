@@ -1,0 +1,186 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sluice-mesh/sluice/discovery"
+	"github.com/sluice-mesh/sluice/mesh"
+	"github.com/sluice-mesh/sluice/xds/debug"
+	"github.com/sluice-mesh/sluice/xds/server"
+	"github.com/sluice-mesh/sluice/xds/translate"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg serveConfig
+	fs := newFlagSet("serve", serveHelp, stdout)
+	cfg.addFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	log := newLogger(cfg, stderr)
+	return serve(ctx, cfg, log)
+}
+
+// serve wires the control plane's components and runs them until ctx ends:
+//
+//	source (informers or files) ─▶ discovery.Store ─▶ discovery.Coalescer
+//	    ─▶ server.Server.OnSnapshot ─▶ translate (per proxy group) ─▶ ADS streams
+//
+// and the debug HTTP server that reads from all of them.
+func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store := discovery.NewStore()
+	src, reporters, fileErrors, err := newSource(cfg, store, log)
+	if err != nil {
+		return err
+	}
+
+	// xDS server: consumes snapshots, produces per-proxy ADS responses.
+	opts := translate.Options{ClusterDomain: cfg.clusterDomain}
+	xds := server.New(server.Config{
+		MaxRecvMsgSize: cfg.maxMsgBytes,
+		MaxSendMsgSize: cfg.maxMsgBytes,
+		ShutdownGrace:  cfg.shutdownGrace,
+	}, server.TranslatorFuncs{
+		TranslateFunc: func(s *mesh.Snapshot, p *mesh.Proxy) translate.Result { return translate.Translate(s, p, opts) },
+		EndpointsFunc: func(s *mesh.Snapshot, p *mesh.Proxy) []types.Resource { return translate.Endpoints(s, p, opts) },
+	}, reg, log)
+
+	// Coalescer: consumes store changes, produces snapshots for the server.
+	metrics, err := discovery.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("discovery metrics: %w", err)
+	}
+	coalescer := discovery.NewCoalescer(store, discovery.ConsumerFunc(func(ctx context.Context, u discovery.Update) {
+		xds.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
+	}), discovery.CoalescerOptions{
+		HoldOff:   cfg.holdOff,
+		MaxDelay:  cfg.maxDelay,
+		Reporters: reporters,
+		Metrics:   metrics,
+		Logger:    log.With("component", "discovery"),
+	})
+
+	// Debug HTTP: consumes the state of all of the above.
+	dbg := debug.NewHandler(debug.Options{
+		Gatherer:   reg,
+		Ready:      xds.Ready,
+		Proxies:    func() any { return xds.Proxies() },
+		ConfigDump: xds.ConfigDump,
+		Log:        log.With("component", "debug"),
+		Sections: []debug.Section{{
+			Name: "problems",
+			Help: "objects Sluice could not use as written, and what proxies cannot do",
+			Data: func() any {
+				return problemsPage{
+					Discovery:   coalescer.Problems(),
+					Files:       fileErrors(),
+					Translation: xds.Warnings(),
+				}
+			},
+		}},
+	})
+
+	xdsLis, err := net.Listen("tcp", cfg.xdsAddress)
+	if err != nil {
+		return fmt.Errorf("xDS listener: %w", err)
+	}
+	debugLis, err := net.Listen("tcp", cfg.debugAddress)
+	if err != nil {
+		xdsLis.Close()
+		return fmt.Errorf("debug listener: %w", err)
+	}
+	log.Info("serving", "xds", xdsLis.Addr().String(), "debug", debugLis.Addr().String(), "source", sourceName(cfg))
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return src.Run(ctx) })
+	g.Go(func() error { return coalescer.Run(ctx) })
+	g.Go(func() error { return xds.Serve(ctx, xdsLis) })
+	g.Go(func() error { return serveHTTP(ctx, debugLis, dbg) })
+	err = g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// problemsPage is /debug/problems.
+type problemsPage struct {
+	Discovery   []discovery.Problem   `json:"discovery"`
+	Files       []discovery.FileError `json:"files,omitempty"`
+	Translation []string              `json:"translation"`
+}
+
+// runner is a component with a blocking Run.
+type runner interface{ Run(ctx context.Context) error }
+
+// newSource returns the configured source of Kubernetes objects, the problem
+// reporters that go with it, and a func listing unparsable files.
+func newSource(cfg serveConfig, store *discovery.Store, log *slog.Logger) (runner, []discovery.ProblemReporter, func() []discovery.FileError, error) {
+	logReporter := discovery.ProblemReporterFunc(func(_ context.Context, problems []discovery.Problem) {
+		for _, p := range problems {
+			log.Warn("configuration problem", "problem", p.String())
+		}
+	})
+	if cfg.configDir != "" {
+		fsrc := discovery.NewFileSource(cfg.configDir, store, discovery.FileOptions{Logger: log.With("component", "files")})
+		return fsrc, []discovery.ProblemReporter{logReporter}, fsrc.Errors, nil
+	}
+	restConfig, err := loadKubeconfig(cfg.kubeconfig)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	client, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	ksrc, err := discovery.NewKubernetesSource(client, store, discovery.KubernetesOptions{Logger: log.With("component", "kubernetes")})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("kubernetes source: %w", err)
+	}
+	return ksrc, []discovery.ProblemReporter{ksrc, logReporter}, func() []discovery.FileError { return nil }, nil
+}
+
+func sourceName(cfg serveConfig) string {
+	if cfg.configDir != "" {
+		return "files:" + cfg.configDir
+	}
+	return "kubernetes"
+}
+
+// serveHTTP serves h on lis until ctx ends, then shuts down gracefully.
+func serveHTTP(ctx context.Context, lis net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("debug server: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("debug server shutdown: %w", err)
+	}
+	return nil
+}
