@@ -131,7 +131,9 @@ type problemsPage struct {
 }
 
 // runner is a component with a blocking Run.
-type runner interface{ Run(ctx context.Context) error }
+type runner interface {
+	Run(ctx context.Context) error
+}
 
 // newSource returns the configured source of Kubernetes objects, the problem
 // reporters that go with it, and a func listing unparsable files.
