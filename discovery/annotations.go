@@ -48,6 +48,8 @@ const (
 const (
 	DefaultLBPolicy       = mesh.LBRoundRobin
 	DefaultLocalityAware  = true
+	// DefaultConnectTimeout is what Envoy clusters get when the annotation
+	// is absent (the model then says 0: not set; see translate).
 	DefaultConnectTimeout = time.Second
 )
 
@@ -160,12 +162,12 @@ func (s *annotationSource) localityAware() bool {
 func (s *annotationSource) connectTimeout() time.Duration {
 	v, fromNS, ok := s.get(AnnotationConnectTimeout)
 	if !ok {
-		return DefaultConnectTimeout
+		return 0 // not set: the proxy's default
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
-		s.fail(fromNS, "invalid %s %q: want a positive duration such as 250ms or 2s; using %s", AnnotationConnectTimeout, v, DefaultConnectTimeout)
-		return DefaultConnectTimeout
+		s.fail(fromNS, "invalid %s %q: want a positive duration such as 250ms or 2s; using the default %s", AnnotationConnectTimeout, v, DefaultConnectTimeout)
+		return 0
 	}
 	return d
 }

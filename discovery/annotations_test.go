@@ -11,7 +11,7 @@ import (
 )
 
 func TestParseLoadBalancing(t *testing.T) {
-	defaults := mesh.LoadBalancing{Policy: mesh.LBRoundRobin, LocalityAware: true, ConnectTimeout: time.Second}
+	defaults := mesh.LoadBalancing{Policy: mesh.LBRoundRobin, LocalityAware: true}
 	with := func(f func(*mesh.LoadBalancing)) mesh.LoadBalancing {
 		lb := defaults
 		f(&lb)

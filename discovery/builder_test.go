@@ -46,7 +46,7 @@ func TestBuildSnapshotService(t *testing.T) {
 			{Name: "", Port: 7000, Protocol: mesh.ProtocolTCP},
 			{Name: "grpc", Port: 9090, Protocol: mesh.ProtocolGRPC},
 		},
-		LB: mesh.LoadBalancing{Policy: mesh.LBLeastRequest, LocalityAware: true, ConnectTimeout: time.Second},
+		LB: mesh.LoadBalancing{Policy: mesh.LBLeastRequest, LocalityAware: true},
 	}, snap.Services[0])
 	// Every port has an entry, even without endpoints.
 	assert.Len(t, snap.Endpoints, 3)
@@ -373,12 +373,12 @@ func TestBuildSnapshotNamespaceAnnotations(t *testing.T) {
 	b := snap.Service(mesh.ServiceKey{Namespace: "team", Name: "b"})
 	assert.Equal(t, mesh.LBLeastRequest, a.LB.Policy)
 	assert.Equal(t, mesh.LBRandom, b.LB.Policy)
-	assert.Equal(t, time.Second, a.LB.ConnectTimeout)
+	assert.Zero(t, a.LB.ConnectTimeout, "an invalid value leaves the timeout unset: the proxy default")
 	assert.Contains(t, a.Warnings[0], "namespace annotation: invalid sluice.dev/connect-timeout")
 	// One problem, on the namespace, though two services inherit the value.
 	require.Len(t, problems, 1)
 	assert.Equal(t, Problem{Kind: "Namespace", Name: "team", UID: "uid-ns-team", Reason: ReasonInvalidAnnotation,
-		Message: `invalid sluice.dev/connect-timeout "never": want a positive duration such as 250ms or 2s; using 1s`}, problems[0])
+		Message: `invalid sluice.dev/connect-timeout "never": want a positive duration such as 250ms or 2s; using the default 1s`}, problems[0])
 }
 
 // TestBuildSnapshotLargeService checks a 10,000-endpoint service (100 slices

@@ -89,6 +89,8 @@ type LoadBalancing struct {
 	// other zones when the local zone's healthy share drops.
 	LocalityAware bool
 	// Outlier is nil when outlier detection is off.
-	Outlier        *OutlierDetection
+	Outlier *OutlierDetection
+	// ConnectTimeout bounds connecting to an endpoint; zero means not set
+	// (Envoy clusters then get Sluice's default, proxyless gRPC its own backoff).
 	ConnectTimeout time.Duration
 }

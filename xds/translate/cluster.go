@@ -1,6 +1,8 @@
 package translate
 
 import (
+	"time"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -62,9 +64,11 @@ func (t *translator) envoyClusters(ports []servicePort) []types.Resource {
 	out := make([]types.Resource, 0, len(ports)+2)
 	for _, sp := range ports {
 		c := t.edsCluster(sp)
-		if d := t.lbFor(sp.svc).connectTimeout; d > 0 {
-			c.ConnectTimeout = durationpb.New(d)
+		d := t.lbFor(sp.svc).connectTimeout
+		if d == 0 {
+			d = DefaultEnvoyConnectTimeout
 		}
+		c.ConnectTimeout = durationpb.New(d)
 		switch sp.port.Protocol {
 		case mesh.ProtocolHTTP2, mesh.ProtocolGRPC:
 			c.TypedExtensionProtocolOptions = t.httpProtocolOptions(&httpv3.HttpProtocolOptions{
@@ -144,3 +148,8 @@ func (t *translator) httpProtocolOptions(opts *httpv3.HttpProtocolOptions) map[s
 	}
 	return map[string]*anypb.Any{httpProtocolOptionsKey: a}
 }
+
+// DefaultEnvoyConnectTimeout is the connect timeout of Envoy clusters whose
+// service sets none (Envoy's own default is 5s; a mesh wants to move on to
+// another endpoint sooner).
+const DefaultEnvoyConnectTimeout = time.Second
