@@ -46,8 +46,8 @@ const (
 
 // Defaults of the load-balancing annotations.
 const (
-	DefaultLBPolicy       = mesh.LBRoundRobin
-	DefaultLocalityAware  = true
+	DefaultLBPolicy      = mesh.LBRoundRobin
+	DefaultLocalityAware = true
 	// DefaultConnectTimeout is what Envoy clusters get when the annotation
 	// is absent (the model then says 0: not set; see translate).
 	DefaultConnectTimeout = time.Second
