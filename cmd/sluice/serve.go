@@ -10,14 +10,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sluice-mesh/sluice/discovery"
-	"github.com/sluice-mesh/sluice/mesh"
 	"github.com/sluice-mesh/sluice/xds/debug"
 	"github.com/sluice-mesh/sluice/xds/server"
 	"github.com/sluice-mesh/sluice/xds/translate"
@@ -59,10 +57,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		MaxRecvMsgSize: cfg.maxMsgBytes,
 		MaxSendMsgSize: cfg.maxMsgBytes,
 		ShutdownGrace:  cfg.shutdownGrace,
-	}, server.TranslatorFuncs{
-		TranslateFunc: func(s *mesh.Snapshot, p *mesh.Proxy) translate.Result { return translate.Translate(s, p, opts) },
-		EndpointsFunc: func(s *mesh.Snapshot, p *mesh.Proxy) []types.Resource { return translate.Endpoints(s, p, opts) },
-	}, reg, log)
+	}, newTranslator(opts, cfg.validateResources, reg, log), reg, log)
 
 	// Coalescer: consumes store changes, produces snapshots for the server.
 	metrics, err := discovery.NewMetrics(reg)

@@ -38,6 +38,8 @@ type serveConfig struct {
 	logFormat     string
 	maxMsgBytes   int
 	shutdownGrace time.Duration
+	// validateResources runs the deep validator on every translation.
+	validateResources bool
 }
 
 func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
@@ -51,6 +53,7 @@ func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&c.maxMsgBytes, "xds-max-message-bytes", 16<<20, "largest xDS message sent or received, in bytes")
+	fs.BoolVar(&c.validateResources, "validate-resources", false, "run the deep xDS validator on every translation and count failures in sluice_xds_invalid_translations_total (for tests and debugging; costs CPU)")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long open xDS streams get to close before they are cut")
 }
 

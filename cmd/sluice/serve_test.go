@@ -92,6 +92,8 @@ func TestServeFileSource(t *testing.T) {
 		logFormat:     "text",
 		maxMsgBytes:   4 << 20,
 		shutdownGrace: 2 * time.Second,
+
+		validateResources: true,
 	}
 	require.NoError(t, cfg.validate())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -142,6 +144,13 @@ func TestServeFileSource(t *testing.T) {
 	counts, err = xdsclient.Spread(rpcCtx, cc, 60)
 	require.NoError(t, err, "the last good state must keep serving")
 	assert.Equal(t, 60, counts["greeter-1"]+counts["greeter-2"], counts.String())
+
+	// Every translation passed the deep validator (--validate-resources).
+	var page problemsPage
+	require.NoError(t, httpJSON(debugURL+"/debug/problems", &page))
+	for _, w := range page.Translation {
+		assert.NotContains(t, w, "deep validation")
+	}
 
 	// The client shows up in /debug/proxies and its config dump.
 	var proxies []map[string]any

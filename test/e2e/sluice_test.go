@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,7 +84,7 @@ func startSluice(t *testing.T, kubeconfig string, extraArgs ...string) *controlP
 	cp.DebugURL = "http://" + debugAddr
 	args := append([]string{"serve", "--kubeconfig", kubeconfig,
 		"--xds-address", cp.XDSAddress, "--debug-address", debugAddr,
-		"--hold-off", "10ms", "--max-delay", "100ms", "--log-level", "debug"}, extraArgs...)
+		"--hold-off", "10ms", "--max-delay", "100ms", "--log-level", "debug", "--validate-resources"}, extraArgs...)
 	cp.cmd = exec.Command(bin, args...)
 	cp.cmd.Stdout = lockedWriter{cp.logMu, cp.log}
 	cp.cmd.Stderr = lockedWriter{cp.logMu, cp.log}
@@ -93,6 +94,10 @@ func startSluice(t *testing.T, kubeconfig string, extraArgs ...string) *controlP
 	}
 	go func() { cp.exited <- cp.cmd.Wait() }()
 	t.Cleanup(func() {
+		// Every response this control plane built passed the deep validator.
+		if n, err := cp.metricSum("sluice_xds_invalid_translations_total"); err != nil || n != 0 {
+			t.Errorf("deep validation failures: %v (err %v)", n, err)
+		}
 		_ = cp.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-cp.exited:
@@ -180,6 +185,33 @@ func (cp *controlPlane) ackedEndpoints(proxyID, cluster string) (addrs []string,
 		return addrs, ty.Version != "" && ty.Version == ty.AckedVersion, nil
 	}
 	return nil, false, fmt.Errorf("proxy %s has no EDS state", proxyID)
+}
+
+// metricSum adds up every series of a counter or gauge on /metrics; a
+// metric with no series yet counts 0.
+func (cp *controlPlane) metricSum(name string) (float64, error) {
+	resp, err := http.Get(cp.DebugURL + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	sum := 0.0
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metric line %q: %w", line, err)
+		}
+		sum += v
+	}
+	return sum, nil
 }
 
 func freePort(t *testing.T) string {
