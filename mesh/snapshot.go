@@ -9,6 +9,9 @@ type Snapshot struct {
 	// Endpoints holds the endpoints of each service port, sorted by address
 	// then port, without duplicates.
 	Endpoints map[PortKey][]Endpoint
+	// Routes holds, for each service port that routes attach to, its merged
+	// rules. A port without an entry routes everything to itself.
+	Routes map[PortKey]*PortRoutes
 }
 
 // Service returns the service with the given key, or nil.
