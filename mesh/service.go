@@ -90,6 +90,9 @@ type LoadBalancing struct {
 	LocalityAware bool
 	// Outlier is nil when outlier detection is off.
 	Outlier *OutlierDetection
+	// SlowStart, when positive, ramps a newly ready endpoint's share of new
+	// requests up over this window (Envoy only; opt-in per Service).
+	SlowStart time.Duration
 	// ConnectTimeout bounds connecting to an endpoint; zero means not set
 	// (Envoy clusters then get Sluice's default, proxyless gRPC its own backoff).
 	ConnectTimeout time.Duration
