@@ -24,6 +24,7 @@ var errUsage = errors.New("usage")
 func commands() []command {
 	return []command{
 		{"serve", "run the control plane: watch Kubernetes (or a directory of YAML) and serve xDS", runServe},
+		{"agent", "run beside a workload: obtain and renew its mTLS certificate; serve it over SDS and as files", runAgent},
 		{"bootstrap", "print the bootstrap file a proxyless gRPC client or an Envoy sidecar needs to reach Sluice", runBootstrap},
 		{"version", "print the version of this binary", runVersion},
 	}

@@ -46,9 +46,16 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	store := discovery.NewStore()
-	src, reporters, fileErrors, err := newSource(cfg, store, log)
+	src, err := newSource(cfg, store, log)
 	if err != nil {
 		return err
+	}
+
+	// Certificate service: consumes workload CSRs and tokens, produces
+	// certificates signed by the Sluice CA. Nil when turned off.
+	certs, err := newCertificateService(ctx, cfg.ca, src.client, reg, log)
+	if err != nil {
+		return fmt.Errorf("certificate service: %w", err)
 	}
 
 	// xDS server: consumes snapshots, produces per-proxy ADS responses.
@@ -69,7 +76,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}), discovery.CoalescerOptions{
 		HoldOff:   cfg.holdOff,
 		MaxDelay:  cfg.maxDelay,
-		Reporters: reporters,
+		Reporters: src.reporters,
 		Metrics:   metrics,
 		Logger:    log.With("component", "discovery"),
 	})
@@ -87,7 +94,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 			Data: func() any {
 				return problemsPage{
 					Discovery:   coalescer.Problems(),
-					Files:       fileErrors(),
+					Files:       src.fileErrors(),
 					Translation: xds.Warnings(),
 				}
 			},
@@ -98,15 +105,26 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("xDS listener: %w", err)
 	}
+	defer xdsLis.Close()
 	debugLis, err := net.Listen("tcp", cfg.debugAddress)
 	if err != nil {
-		xdsLis.Close()
 		return fmt.Errorf("debug listener: %w", err)
 	}
+	defer debugLis.Close()
 	log.Info("serving", "xds", xdsLis.Addr().String(), "debug", debugLis.Addr().String(), "source", sourceName(cfg))
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return src.Run(ctx) })
+	if certs != nil {
+		caLis, err := net.Listen("tcp", cfg.ca.address)
+		if err != nil {
+			return fmt.Errorf("certificate service listener: %w", err)
+		}
+		defer caLis.Close()
+		log.Info("serving certificates", "address", caLis.Addr().String())
+		dbg.AddSection(debug.Section{Name: "ca", Help: "the CA (keys redacted) and the certificate service", Data: certs.Debug})
+		g.Go(func() error { return certs.Serve(ctx, caLis) })
+	}
+	g.Go(func() error { return src.run.Run(ctx) })
 	g.Go(func() error { return coalescer.Run(ctx) })
 	g.Go(func() error { return xds.Serve(ctx, xdsLis) })
 	g.Go(func() error { return serveHTTP(ctx, debugLis, dbg) })
@@ -125,14 +143,21 @@ type problemsPage struct {
 	Translation []string              `json:"translation"`
 }
 
-// runner is a component with a blocking Run.
-type runner interface {
-	Run(ctx context.Context) error
+// source is where the mesh's objects come from.
+type source struct {
+	run interface {
+		Run(ctx context.Context) error
+	}
+	// client is the API server client; nil with --config-dir.
+	client kubernetes.Interface
+	// reporters are told about problems (Events, logs).
+	reporters []discovery.ProblemReporter
+	// fileErrors lists unparsable files (file source only).
+	fileErrors func() []discovery.FileError
 }
 
-// newSource returns the configured source of Kubernetes objects, the problem
-// reporters that go with it, and a func listing unparsable files.
-func newSource(cfg serveConfig, store *discovery.Store, log *slog.Logger) (runner, []discovery.ProblemReporter, func() []discovery.FileError, error) {
+// newSource returns the configured source of Kubernetes objects.
+func newSource(cfg serveConfig, store *discovery.Store, log *slog.Logger) (source, error) {
 	logReporter := discovery.ProblemReporterFunc(func(_ context.Context, problems []discovery.Problem) {
 		for _, p := range problems {
 			log.Warn("configuration problem", "problem", p.String())
@@ -140,21 +165,26 @@ func newSource(cfg serveConfig, store *discovery.Store, log *slog.Logger) (runne
 	})
 	if cfg.configDir != "" {
 		fsrc := discovery.NewFileSource(cfg.configDir, store, discovery.FileOptions{Logger: log.With("component", "files")})
-		return fsrc, []discovery.ProblemReporter{logReporter}, fsrc.Errors, nil
+		return source{run: fsrc, reporters: []discovery.ProblemReporter{logReporter}, fileErrors: fsrc.Errors}, nil
 	}
 	restConfig, err := loadKubeconfig(cfg.kubeconfig)
 	if err != nil {
-		return nil, nil, nil, err
+		return source{}, err
 	}
 	client, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kubernetes client: %w", err)
+		return source{}, fmt.Errorf("kubernetes client: %w", err)
 	}
 	ksrc, err := discovery.NewKubernetesSource(client, store, discovery.KubernetesOptions{Logger: log.With("component", "kubernetes")})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("kubernetes source: %w", err)
+		return source{}, fmt.Errorf("kubernetes source: %w", err)
 	}
-	return ksrc, []discovery.ProblemReporter{ksrc, logReporter}, func() []discovery.FileError { return nil }, nil
+	return source{
+		run:        ksrc,
+		client:     client,
+		reporters:  []discovery.ProblemReporter{ksrc, logReporter},
+		fileErrors: func() []discovery.FileError { return nil },
+	}, nil
 }
 
 func sourceName(cfg serveConfig) string {

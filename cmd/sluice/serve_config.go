@@ -40,6 +40,7 @@ type serveConfig struct {
 	shutdownGrace time.Duration
 	// validateResources runs the deep validator on every translation.
 	validateResources bool
+	ca                caConfig
 }
 
 func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
@@ -54,6 +55,7 @@ func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&c.maxMsgBytes, "xds-max-message-bytes", 16<<20, "largest xDS message sent or received, in bytes")
 	fs.BoolVar(&c.validateResources, "validate-resources", false, "run the deep xDS validator on every translation and count failures in sluice_xds_invalid_translations_total (for tests and debugging; costs CPU)")
+	c.ca.addFlags(fs)
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long open xDS streams get to close before they are cut")
 }
 
@@ -78,6 +80,9 @@ func (c *serveConfig) validate() error {
 	}
 	if c.logFormat != "text" && c.logFormat != "json" {
 		errs = append(errs, fmt.Errorf(`--log-format must be "text" or "json", not %q`, c.logFormat))
+	}
+	if err := c.ca.validate(c.configDir != ""); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -35,7 +35,7 @@ import (
 // metric) while every other service keeps its config and traffic.
 func TestBadInput(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
-	cp := startSluice(t, c.Kubeconfig)
+	cp := startSluice(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
 	defer cancel()
 

@@ -97,25 +97,31 @@ func TestDeployManifests(t *testing.T) {
 		for _, a := range []struct {
 			verb, group, resource string
 			allowed               bool
+			namespace, name       string
 		}{
-			{"list", "", "services", true},
-			{"watch", "", "services", true},
-			{"list", "discovery.k8s.io", "endpointslices", true},
-			{"watch", "discovery.k8s.io", "endpointslices", true},
-			{"watch", "", "pods", true},
-			{"watch", "", "nodes", true},
-			{"create", "", "events", true},
-			{"get", "", "secrets", false},
-			{"delete", "", "pods", false},
-			{"create", "", "services", false},
-			{"update", "discovery.k8s.io", "endpointslices", false},
-			{"create", "rbac.authorization.k8s.io", "clusterrolebindings", false},
+			{"list", "", "services", true, "", ""},
+			{"watch", "", "services", true, "", ""},
+			{"list", "discovery.k8s.io", "endpointslices", true, "", ""},
+			{"watch", "discovery.k8s.io", "endpointslices", true, "", ""},
+			{"watch", "", "pods", true, "", ""},
+			{"watch", "", "nodes", true, "", ""},
+			{"create", "", "events", true, "", ""},
+			{"get", "", "secrets", false, "", ""},
+			{"create", "authentication.k8s.io", "tokenreviews", true, "", ""},
+			{"get", "", "secrets", true, "sluice-system", "sluice-ca"},
+			{"get", "", "secrets", false, "sluice-system", "another"},
+			{"create", "", "secrets", true, "sluice-system", ""},
+			{"create", "", "secrets", false, "default", ""},
+			{"delete", "", "pods", false, "", ""},
+			{"create", "", "services", false, "", ""},
+			{"update", "discovery.k8s.io", "endpointslices", false, "", ""},
+			{"create", "rbac.authorization.k8s.io", "clusterrolebindings", false, "", ""},
 		} {
 			sar, err := c.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
 				Spec: authorizationv1.SubjectAccessReviewSpec{
 					User:               user,
 					Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + sa.GetNamespace(), "system:authenticated"},
-					ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource},
+					ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace, Name: a.name},
 				},
 			}, metav1.CreateOptions{})
 			if err != nil {

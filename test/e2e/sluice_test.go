@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sluice-mesh/sluice/test/cluster"
 )
 
 var (
@@ -51,6 +53,7 @@ func sluiceBinary(t *testing.T) string {
 // controlPlane is a running `sluice serve` process.
 type controlPlane struct {
 	XDSAddress string
+	CAAddress  string
 	DebugURL   string
 	cmd        *exec.Cmd
 	log        *bytes.Buffer
@@ -71,9 +74,13 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 
 // startSluice runs `sluice serve --kubeconfig` against the test cluster and
 // stops it (SIGTERM, asserting a clean exit) when the test ends.
-func startSluice(t *testing.T, kubeconfig string, extraArgs ...string) *controlPlane {
+func startSluice(t *testing.T, c *cluster.Cluster, extraArgs ...string) *controlPlane {
 	t.Helper()
 	bin := sluiceBinary(t)
+	// The CA keeps its Secret in Sluice's own namespace, as in deploy/.
+	if err := c.CreateNamespace(t.Context(), "sluice-system"); err != nil {
+		t.Fatalf("create sluice-system: %v", err)
+	}
 	cp := &controlPlane{
 		XDSAddress: "127.0.0.1:" + freePort(t),
 		log:        &bytes.Buffer{},
@@ -82,8 +89,9 @@ func startSluice(t *testing.T, kubeconfig string, extraArgs ...string) *controlP
 	}
 	debugAddr := "127.0.0.1:" + freePort(t)
 	cp.DebugURL = "http://" + debugAddr
-	args := append([]string{"serve", "--kubeconfig", kubeconfig,
-		"--xds-address", cp.XDSAddress, "--debug-address", debugAddr,
+	cp.CAAddress = "127.0.0.1:" + freePort(t)
+	args := append([]string{"serve", "--kubeconfig", c.Kubeconfig,
+		"--xds-address", cp.XDSAddress, "--debug-address", debugAddr, "--ca-address", cp.CAAddress,
 		"--hold-off", "10ms", "--max-delay", "100ms", "--log-level", "debug", "--validate-resources"}, extraArgs...)
 	cp.cmd = exec.Command(bin, args...)
 	cp.cmd.Stdout = lockedWriter{cp.logMu, cp.log}

@@ -33,7 +33,7 @@ const grpcPort = 9090
 // scale, fail and move the backend pods.
 func TestXDSLoadBalancing(t *testing.T) {
 	c := cluster.StartForTest(t, cluster.Options{})
-	cp := startSluice(t, c.Kubeconfig)
+	cp := startSluice(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
 	defer cancel()
 
