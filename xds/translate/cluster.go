@@ -49,13 +49,32 @@ func (t *translator) edsCluster(sp servicePort) *clusterv3.Cluster {
 	}
 }
 
-// grpcClusters returns one EDS cluster per service port.
+// grpcClusters returns one EDS cluster per service port, and
+// InvalidBackendCluster when a route sends part of its traffic to backends
+// that could not be resolved.
 func (t *translator) grpcClusters(ports []servicePort) []types.Resource {
-	out := make([]types.Resource, 0, len(ports))
+	out := make([]types.Resource, 0, len(ports)+1)
 	for _, sp := range ports {
 		out = append(out, t.edsCluster(sp))
 	}
+	if t.needsInvalidBackendCluster(ports) {
+		out = append(out, invalidBackendCluster())
+	}
 	return out
+}
+
+// invalidBackendCluster is, for proxyless gRPC, an EDS cluster whose
+// endpoints are always empty: grpc-go accepts it and fails every RPC it
+// picks with UNAVAILABLE, the Gateway API's answer for an invalid
+// backendRef. (A route to a cluster that does not exist would make grpc-go
+// wait for it; a direct_response cannot take a share of a weighted split.)
+func invalidBackendCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 InvalidBackendCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource()},
+		LbPolicy:             clusterv3.Cluster_ROUND_ROBIN,
+	}
 }
 
 // envoyClusters returns one EDS cluster per service port, a STATIC cluster
@@ -69,6 +88,7 @@ func (t *translator) envoyClusters(ports []servicePort) []types.Resource {
 			d = DefaultEnvoyConnectTimeout
 		}
 		c.ConnectTimeout = durationpb.New(d)
+		t.lbFor(sp.svc).setSlowStart(c)
 		switch sp.port.Protocol {
 		case mesh.ProtocolHTTP2, mesh.ProtocolGRPC:
 			c.TypedExtensionProtocolOptions = t.httpProtocolOptions(&httpv3.HttpProtocolOptions{

@@ -75,5 +75,24 @@
 // grpc-go only when no local endpoint is reachable. Envoy's zone-aware
 // routing was not used because it needs the local cluster in the bootstrap.
 //
+// # Gateway API routes (both kinds)
+//
+// A service port with routes (Snapshot.Routes, the GAMMA convention) gets
+// one xDS route per rule and match, in the model's precedence order,
+// instead of its default route: in the port's RDS resource for gRPC, in
+// the service's virtual host of outbound|<port> for Envoy. Weighted
+// backends become weighted_clusters (per request, so weight changes move
+// traffic on open connections). Matches, filters, timeouts and retries
+// are translated per kind; what a kind cannot do is a warning, and a
+// match it cannot evaluate is left out (route_match.go). Invalid backends
+// fail their share of requests through InvalidBackendCluster or a
+// direct_response (route_rules.go). For gRPC, backends at weight 0 stay
+// named by a last route that never matches, so that grpc-go keeps their
+// clusters and a weight change never adds one (keepBackendsRoute).
+// docs/routing.md has the tables.
+//
+// Slow start (Envoy, round robin and least request) is the cluster's
+// slow_start_config; proxyless gRPC has none (a warning).
+//
 // Resource names are listed in names.go.
 package translate

@@ -13,11 +13,15 @@ import (
 )
 
 // endpoints returns one ClusterLoadAssignment per service port, in the
-// order of ports.
+// order of ports, and the empty one of InvalidBackendCluster when
+// proxyless gRPC has that cluster.
 func (t *translator) endpoints(ports []servicePort) []types.Resource {
-	out := make([]types.Resource, 0, len(ports))
+	out := make([]types.Resource, 0, len(ports)+1)
 	for _, sp := range ports {
 		out = append(out, t.loadAssignment(sp))
+	}
+	if t.needsInvalidBackendCluster(ports) {
+		out = append(out, &endpointv3.ClusterLoadAssignment{ClusterName: InvalidBackendCluster})
 	}
 	return out
 }

@@ -205,6 +205,7 @@ type goldenInput struct {
 				MaxEjectionPercent uint32   `json:"maxEjectionPercent"`
 			} `json:"outlier"`
 			ConnectTimeout duration `json:"connectTimeout"`
+			SlowStart      duration `json:"slowStart"`
 		} `json:"lb"`
 		Endpoints map[uint32][]struct {
 			Address string `json:"address"`
@@ -214,6 +215,30 @@ type goldenInput struct {
 			Pod     string `json:"pod"`
 		} `json:"endpoints"`
 	} `json:"services"`
+	// Routes are the merged rules of service ports (Snapshot.Routes). The
+	// model's route types are read as they are (keys are their field
+	// names in lower camel case: path: {type: Exact, value: /x}, backends:
+	// [{port: {namespace, name, port}, weight, invalid}], filters:
+	// {requestHeaders: {set, add, remove}, mirror, rewrite}); durations
+	// are strings.
+	Routes []struct {
+		Port  mesh.PortKey `json:"port"`
+		Rules []struct {
+			Route          string                 `json:"route"`
+			Kind           mesh.RouteKind         `json:"kind"`
+			RuleIndex      int                    `json:"ruleIndex"`
+			Matches        []mesh.RouteMatch      `json:"matches"`
+			Backends       []mesh.WeightedBackend `json:"backends"`
+			Filters        mesh.RouteFilters      `json:"filters"`
+			Timeout        duration               `json:"timeout"`
+			BackendTimeout duration               `json:"backendTimeout"`
+			Retry          *struct {
+				Attempts uint32   `json:"attempts"`
+				Codes    []int    `json:"codes"`
+				Backoff  duration `json:"backoff"`
+			} `json:"retry"`
+		} `json:"rules"`
+	} `json:"routes"`
 }
 
 // duration reads "1.5s" style strings.
@@ -252,6 +277,7 @@ func loadInput(t *testing.T, path string) (*mesh.Snapshot, *mesh.Proxy, translat
 			Policy:         mesh.LBPolicy(s.LB.Policy),
 			LocalityAware:  s.LB.LocalityAware,
 			ConnectTimeout: time.Duration(s.LB.ConnectTimeout),
+			SlowStart:      time.Duration(s.LB.SlowStart),
 		}
 		if h := s.LB.Hash; h != nil {
 			svc.LB.Hash = &mesh.HashPolicy{Header: h.Header, Cookie: h.Cookie, SourceIP: h.SourceIP}
@@ -282,6 +308,24 @@ func loadInput(t *testing.T, path string) (*mesh.Snapshot, *mesh.Proxy, translat
 		a, b := snap.Services[i], snap.Services[j]
 		return a.Namespace < b.Namespace || (a.Namespace == b.Namespace && a.Name < b.Name)
 	})
+	for _, pr := range in.Routes {
+		if snap.Routes == nil {
+			snap.Routes = map[mesh.PortKey]*mesh.PortRoutes{}
+		}
+		out := &mesh.PortRoutes{Port: pr.Port}
+		for _, r := range pr.Rules {
+			rule := mesh.RouteRule{
+				Route: r.Route, Kind: r.Kind, RuleIndex: r.RuleIndex,
+				Matches: r.Matches, Backends: r.Backends, Filters: r.Filters,
+				Timeout: time.Duration(r.Timeout), BackendTimeout: time.Duration(r.BackendTimeout),
+			}
+			if r.Retry != nil {
+				rule.Retry = &mesh.RetryPolicy{Attempts: r.Retry.Attempts, Codes: r.Retry.Codes, Backoff: time.Duration(r.Retry.Backoff)}
+			}
+			out.Rules = append(out.Rules, rule)
+		}
+		snap.Routes[pr.Port] = out
+	}
 	return snap, &in.Proxy, translate.Options{ClusterDomain: in.Options.ClusterDomain}
 }
 
@@ -297,4 +341,11 @@ func parseHealth(t *testing.T, s string) mesh.Health {
 	}
 	t.Fatalf("unknown health %q", s)
 	return mesh.Unhealthy
+}
+
+// The validator exempts the translator's InvalidBackendCluster by name.
+func TestInvalidBackendClusterName(t *testing.T) {
+	if translate.InvalidBackendCluster != validate.InvalidBackendCluster {
+		t.Errorf("translate.InvalidBackendCluster %q != validate.InvalidBackendCluster %q", translate.InvalidBackendCluster, validate.InvalidBackendCluster)
+	}
 }

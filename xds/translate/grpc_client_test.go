@@ -32,43 +32,78 @@ import (
 	"github.com/sluice-mesh/sluice/xds/validate"
 )
 
-// adsServer answers state-of-the-world ADS requests from a fixed resource
-// set and records NACKs.
+// adsServer answers state-of-the-world ADS requests from a resource set
+// that set replaces (pushing the new version to every open stream), and
+// records ACKs and NACKs.
 type adsServer struct {
 	discoveryv3.UnimplementedAggregatedDiscoveryServiceServer
-	resources map[string][]types.Resource
 
-	mu    sync.Mutex
-	nacks []string
+	mu        sync.Mutex
+	resources map[string][]types.Resource
+	version   int
+	changed   chan struct{} // closed and replaced by set
+	nacks     []string
+	acked     map[string]int // type URL -> last version ACKed
+	streams   int
+}
+
+func newADSServer(res map[string][]types.Resource) *adsServer {
+	return &adsServer{resources: res, version: 1, changed: make(chan struct{}), acked: map[string]int{}}
+}
+
+// set replaces the resources with a new version and returns it.
+func (s *adsServer) set(res map[string][]types.Resource) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resources = res
+	s.version++
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return s.version
+}
+
+func (s *adsServer) current() (map[string][]types.Resource, int, chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.resources, s.version, s.changed
 }
 
 func (s *adsServer) StreamAggregatedResources(stream grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]) error {
-	sent := map[string]string{} // type URL -> names last sent, joined
+	s.mu.Lock()
+	s.streams++
+	s.mu.Unlock()
+	reqs := make(chan *discoveryv3.DiscoveryRequest)
+	go func() {
+		defer close(reqs)
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-stream.Context().Done():
+				return
+			}
+		}
+	}()
+	subs := map[string][]string{} // type URL -> names asked for, sorted
+	sent := map[string]string{}   // type URL -> names and version last sent
 	nonce := 0
-	for {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil
+	send := func(typeURL string) error {
+		res, version, _ := s.current()
+		names := subs[typeURL]
+		key := fmt.Sprint(names, version)
+		if sent[typeURL] == key {
+			return nil // an ACK of what we sent
 		}
-		if req.GetErrorDetail() != nil {
-			s.mu.Lock()
-			s.nacks = append(s.nacks, fmt.Sprintf("%s: %s", req.GetTypeUrl(), req.GetErrorDetail().GetMessage()))
-			s.mu.Unlock()
-			continue
-		}
-		names := append([]string(nil), req.GetResourceNames()...)
-		sort.Strings(names)
-		key := fmt.Sprint(names)
-		if last, ok := sent[req.GetTypeUrl()]; ok && last == key {
-			continue // an ACK of what we sent
-		}
-		sent[req.GetTypeUrl()] = key
+		sent[typeURL] = key
 		want := map[string]bool{}
 		for _, n := range names {
 			want[n] = true
 		}
-		resp := &discoveryv3.DiscoveryResponse{TypeUrl: req.GetTypeUrl(), VersionInfo: "1"}
-		for _, r := range s.resources[req.GetTypeUrl()] {
+		resp := &discoveryv3.DiscoveryResponse{TypeUrl: typeURL, VersionInfo: strconv.Itoa(version)}
+		for _, r := range res[typeURL] {
 			if len(want) > 0 && !want[resourceName(r)] {
 				continue
 			}
@@ -80,10 +115,74 @@ func (s *adsServer) StreamAggregatedResources(stream grpc.BidiStreamingServer[di
 		}
 		nonce++
 		resp.Nonce = strconv.Itoa(nonce)
-		if err := stream.Send(resp); err != nil {
-			return nil
+		return stream.Send(resp)
+	}
+	for {
+		_, _, changed := s.current()
+		select {
+		case req, ok := <-reqs:
+			if !ok {
+				return nil
+			}
+			s.record(req)
+			if req.GetErrorDetail() != nil {
+				continue
+			}
+			names := append([]string(nil), req.GetResourceNames()...)
+			sort.Strings(names)
+			subs[req.GetTypeUrl()] = names
+			if err := send(req.GetTypeUrl()); err != nil {
+				return nil
+			}
+		case <-changed:
+			typeURLs := make([]string, 0, len(subs))
+			for typ := range subs {
+				typeURLs = append(typeURLs, typ)
+			}
+			sort.Strings(typeURLs)
+			for _, typ := range typeURLs {
+				if err := send(typ); err != nil {
+					return nil
+				}
+			}
 		}
 	}
+}
+
+// record notes a NACK, or the version a request ACKs.
+func (s *adsServer) record(req *discoveryv3.DiscoveryRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if req.GetErrorDetail() != nil {
+		s.nacks = append(s.nacks, fmt.Sprintf("%s: %s", req.GetTypeUrl(), req.GetErrorDetail().GetMessage()))
+		return
+	}
+	if v, err := strconv.Atoi(req.GetVersionInfo()); err == nil && req.GetResponseNonce() != "" && v > s.acked[req.GetTypeUrl()] {
+		s.acked[req.GetTypeUrl()] = v
+	}
+}
+
+// waitACK waits until the client has ACKed version of typeURL.
+func (s *adsServer) waitACK(t *testing.T, typeURL string, version int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		s.mu.Lock()
+		acked, nacks := s.acked[typeURL], len(s.nacks)
+		s.mu.Unlock()
+		if nacks > 0 {
+			t.Fatalf("grpc-go NACKed: %q", s.nacked())
+		}
+		if acked >= version {
+			return
+		}
+	}
+	t.Fatalf("%s version %d not ACKed in 10s", typeURL, version)
+}
+
+func (s *adsServer) streamCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.streams
 }
 
 func resourceName(r types.Resource) string {
@@ -138,15 +237,22 @@ func closedPort(t *testing.T) uint32 {
 	return uint32(port)
 }
 
-// xdsClient translates snap for a gRPC proxy in zone, serves the result
-// and returns a connection to target through grpc-go's xDS resolver.
-func xdsClient(t *testing.T, snap *mesh.Snapshot, zone, target string) (*grpc.ClientConn, *adsServer) {
+// translateGRPC translates snap for a gRPC proxy in zone and checks the
+// result with the deep validator.
+func translateGRPC(t *testing.T, snap *mesh.Snapshot, zone string) map[string][]types.Resource {
 	t.Helper()
 	res := translate.Translate(snap, &mesh.Proxy{ID: "test-client", Kind: mesh.ProxyGRPC, Zone: zone}, translate.Options{})
 	if err := validate.GRPCResources(res.Resources); err != nil {
 		t.Fatalf("translation does not validate: %v", err)
 	}
-	ads := &adsServer{resources: res.Resources}
+	return res.Resources
+}
+
+// xdsClient translates snap for a gRPC proxy in zone, serves the result
+// and returns a connection to target through grpc-go's xDS resolver.
+func xdsClient(t *testing.T, snap *mesh.Snapshot, zone, target string) (*grpc.ClientConn, *adsServer) {
+	t.Helper()
+	ads := newADSServer(translateGRPC(t, snap, zone))
 	addr := serve(t, func(s *grpc.Server) { discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, ads) })
 	bootstrap := fmt.Sprintf(`{
 		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],

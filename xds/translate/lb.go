@@ -37,6 +37,8 @@ type lbConfig struct {
 	outlier       *mesh.OutlierDetection
 	// connectTimeout is zero when unset.
 	connectTimeout time.Duration
+	// slowStart is zero when off (always for proxyless gRPC).
+	slowStart time.Duration
 }
 
 // lbFor resolves the load-balancing settings of a service for the proxy's
@@ -123,6 +125,21 @@ func (t *translator) resolveLB(who string, lb mesh.LoadBalancing) *lbConfig {
 		c.connectTimeout = time.Millisecond
 	default:
 		c.connectTimeout = lb.ConnectTimeout
+	}
+
+	switch {
+	case lb.SlowStart == 0:
+	case lb.SlowStart < 0:
+		t.warnf("%s: negative slow start window %s: slow start off", who, lb.SlowStart)
+	case grpc:
+		t.warnf("%s: slow start is not supported by proxyless gRPC: new endpoints get their full share at once", who)
+	case c.policy != clusterv3.Cluster_ROUND_ROBIN && c.policy != clusterv3.Cluster_LEAST_REQUEST:
+		t.warnf("%s: slow start works with round_robin and least_request only, not %s: slow start off", who, strings.ToLower(c.policy.String()))
+	case lb.SlowStart < time.Millisecond:
+		t.warnf("%s: slow start window %s is below 1ms: using 1ms", who, lb.SlowStart)
+		c.slowStart = time.Millisecond
+	default:
+		c.slowStart = lb.SlowStart
 	}
 	return c
 }
@@ -238,6 +255,22 @@ func (c *lbConfig) hashPolicies() []*routev3.RouteAction_HashPolicy {
 		return nil
 	}
 	return []*routev3.RouteAction_HashPolicy{hp}
+}
+
+// setSlowStart sets Envoy's slow start on a round robin or least request
+// cluster: a newly ready endpoint's share of new requests ramps up over the
+// window (linearly, aggression 1.0, from 10% of its weight).
+func (c *lbConfig) setSlowStart(cl *clusterv3.Cluster) {
+	if c.slowStart <= 0 {
+		return
+	}
+	ss := &clusterv3.Cluster_SlowStartConfig{SlowStartWindow: durationpb.New(c.slowStart)}
+	switch c.policy {
+	case clusterv3.Cluster_ROUND_ROBIN:
+		cl.LbConfig = &clusterv3.Cluster_RoundRobinLbConfig_{RoundRobinLbConfig: &clusterv3.Cluster_RoundRobinLbConfig{SlowStartConfig: ss}}
+	case clusterv3.Cluster_LEAST_REQUEST:
+		cl.LbConfig = &clusterv3.Cluster_LeastRequestLbConfig_{LeastRequestLbConfig: &clusterv3.Cluster_LeastRequestLbConfig{SlowStartConfig: ss}}
+	}
 }
 
 // outlierDetection returns the cluster's outlier detection, or nil. Zero

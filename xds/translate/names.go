@@ -20,6 +20,9 @@ import (
 //	Envoy listeners (LDS)                   outbound (0.0.0.0:15001), inbound (0.0.0.0:15006),
 //	                                        <ClusterIP>_<port>, 0.0.0.0_<port> (headless HTTP)
 //	Envoy route configuration (RDS)         outbound|<port>, shared by every HTTP service on that port
+//	route (Gateway API rule × match)        <route ns>/<route name>/rule-<i>/match-<j>
+//	gRPC route keeping weight-0 backends    sluice/keep-zero-weight-backends
+//	invalid backendRefs                     InvalidBackendCluster
 //
 // The EDS resource of a cluster has the cluster's name (eds_cluster_config
 // leaves service_name empty). Names do not say which proxy kind they are for:
@@ -42,6 +45,14 @@ const (
 	// InboundPassthroughCluster forwards inbound traffic on a port no service
 	// declares to its original destination.
 	InboundPassthroughCluster = "InboundPassthroughCluster"
+	// InvalidBackendCluster receives the share of a route rule's traffic
+	// that belongs to backendRefs that could not be resolved, so that those
+	// requests fail as the Gateway API requires. For Envoy no cluster of
+	// this name exists: the route's cluster_not_found_response_code answers
+	// 500 (HTTPRoute) or 503, which Envoy turns into UNAVAILABLE for gRPC
+	// (GRPCRoute). For proxyless gRPC it is an EDS cluster without
+	// endpoints, on which grpc-go fails RPCs with UNAVAILABLE.
+	InvalidBackendCluster = "InvalidBackendCluster"
 )
 
 // FQDN returns the service's cluster-local DNS name, <svc>.<ns>.svc.<domain>.

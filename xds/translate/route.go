@@ -12,8 +12,9 @@ import (
 
 // grpcRoutes returns one route configuration per service port, with one
 // virtual host whose domains are the port's listener names (grpc-go matches
-// the virtual host on the name the client dialed) and one route sending
-// every RPC to the port's cluster.
+// the virtual host on the name the client dialed) and the port's routes
+// (routesFor): its Gateway API rules, or one route sending every RPC to the
+// port's cluster.
 func (t *translator) grpcRoutes(ports []servicePort) []types.Resource {
 	out := make([]types.Resource, 0, len(ports))
 	for _, sp := range ports {
@@ -23,7 +24,7 @@ func (t *translator) grpcRoutes(ports []servicePort) []types.Resource {
 			VirtualHosts: []*routev3.VirtualHost{{
 				Name:    name,
 				Domains: GRPCListenerNames(sp.key, t.domain),
-				Routes:  []*routev3.Route{t.clusterRoute(sp)},
+				Routes:  t.routesFor(sp),
 			}},
 		})
 	}
@@ -56,7 +57,8 @@ func (t *translator) routeTimeout() *durationpb.Duration {
 // envoyRoutes returns one route configuration per port that has an HTTP
 // service, named EnvoyRouteName(port), shared by the virtual listeners of
 // every HTTP service on that port. It holds a virtual host per service,
-// matching every name of the service (hostDomains), and a last "allow_any"
+// matching every name of the service (hostDomains) and holding the port's
+// routes (routesFor), and a last "allow_any"
 // virtual host that forwards requests for any other host to their original
 // destination, as if there were no sidecar.
 func (t *translator) envoyRoutes(ports []servicePort) []types.Resource {
@@ -64,6 +66,9 @@ func (t *translator) envoyRoutes(ports []servicePort) []types.Resource {
 	var order []uint32
 	for _, sp := range ports {
 		if !sp.port.Protocol.IsHTTP() {
+			if t.snap.Routes[sp.key] != nil {
+				t.warnf("%s: routes attach to port %d, which is not HTTP (protocol %q): Envoy proxies it as TCP and does not apply them", sp.svc.Key(), sp.key.Port, sp.port.Protocol)
+			}
 			continue
 		}
 		if _, ok := byPort[sp.key.Port]; !ok {
@@ -94,7 +99,7 @@ func (t *translator) envoyRoutes(ports []servicePort) []types.Resource {
 			rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{
 				Name:    vhName,
 				Domains: domains,
-				Routes:  []*routev3.Route{t.clusterRoute(sp)},
+				Routes:  t.routesFor(sp),
 			})
 		}
 		rc.VirtualHosts = append(rc.VirtualHosts, &routev3.VirtualHost{

@@ -72,6 +72,9 @@ type translator struct {
 	lb map[mesh.ServiceKey]*lbConfig
 	// inbound caches inboundPorts; nil until computed.
 	inbound []inboundPort
+	// portIndex holds the ports servicePorts returned, by key: the service
+	// ports a route may send traffic to.
+	portIndex map[mesh.PortKey]servicePort
 }
 
 func newTranslator(snap *mesh.Snapshot, p *mesh.Proxy, opts Options) *translator {
@@ -149,6 +152,10 @@ func (t *translator) servicePorts() []servicePort {
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return portKeyLess(out[i].key, out[j].key) })
+	t.portIndex = make(map[mesh.PortKey]servicePort, len(out))
+	for _, sp := range out {
+		t.portIndex[sp.key] = sp
+	}
 	return out
 }
 

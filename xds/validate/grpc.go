@@ -98,11 +98,17 @@ func grpcKnowsHTTPFilter(a *anypb.Any) bool {
 	return a.MessageIs(&routerv3.Router{}) || a.MessageIs(&faultv3.HTTPFault{}) || a.MessageIs(&rbacv3.RBAC{})
 }
 
-// grpcRouteConfig: every route has a path match (prefix, path or regex)
-// and a route action naming a cluster or weighted clusters with a positive
-// total weight; hash policies are on a header or the channel id.
+// grpcRouteConfig: every route has a path match (prefix, path or regex),
+// header matchers grpc-go knows and no query parameter matcher (grpc-go
+// skips the route); its action is a route naming an existing cluster or
+// weighted clusters with a positive total weight (grpc-go has no
+// cluster_not_found_response_code: it waits for a missing cluster), or a
+// direct_response, which grpc-go accepts and answers with UNAVAILABLE (the
+// deliberate failure of a rule without a usable backend); a retry policy
+// grpc-go accepts; hash policies are on a header or the channel id.
 func (s *set) grpcRouteConfig(where string, rc *routev3.RouteConfiguration) {
 	for _, vh := range rc.GetVirtualHosts() {
+		s.grpcRetryPolicy(where+": virtual host "+strconv.Quote(vh.GetName()), vh.GetRetryPolicy())
 		for i, r := range vh.GetRoutes() {
 			rWhere := where + ": virtual host " + strconv.Quote(vh.GetName()) + ": route " + strconv.Itoa(i)
 			switch r.GetMatch().GetPathSpecifier().(type) {
@@ -110,19 +116,33 @@ func (s *set) grpcRouteConfig(where string, rc *routev3.RouteConfiguration) {
 			default:
 				s.errorf("%s: grpc-go needs a prefix, path or safe_regex match", rWhere)
 			}
+			if len(r.GetMatch().GetQueryParameters()) > 0 {
+				s.errorf("%s: query_parameters match (grpc-go ignores the route)", rWhere)
+			}
+			for _, h := range r.GetMatch().GetHeaders() {
+				switch h.GetHeaderMatchSpecifier().(type) {
+				case *routev3.HeaderMatcher_ExactMatch, *routev3.HeaderMatcher_SafeRegexMatch, *routev3.HeaderMatcher_RangeMatch,
+					*routev3.HeaderMatcher_PresentMatch, *routev3.HeaderMatcher_PrefixMatch, *routev3.HeaderMatcher_SuffixMatch,
+					*routev3.HeaderMatcher_ContainsMatch, *routev3.HeaderMatcher_StringMatch:
+				default:
+					s.errorf("%s: header %q: matcher not supported by grpc-go", rWhere, h.GetName())
+				}
+			}
 			ra := r.GetRoute()
 			if ra == nil {
-				if r.GetNonForwardingAction() == nil {
-					s.errorf("%s: not a route action (grpc-go fails RPCs that match it)", rWhere)
+				if r.GetNonForwardingAction() == nil && r.GetDirectResponse() == nil {
+					s.errorf("%s: neither a route action nor a direct_response (grpc-go fails RPCs that match it)", rWhere)
 				}
 				continue
 			}
 			switch cs := ra.GetClusterSpecifier().(type) {
 			case *routev3.RouteAction_Cluster:
+				s.grpcClusterRef(rWhere, cs.Cluster)
 			case *routev3.RouteAction_WeightedClusters:
 				var total uint64
 				for _, wc := range cs.WeightedClusters.GetClusters() {
 					total += uint64(wc.GetWeight().GetValue())
+					s.grpcClusterRef(rWhere, wc.GetName())
 				}
 				if total == 0 || total > math.MaxUint32 {
 					s.errorf("%s: weighted clusters total weight %d must be in [1, 2^32)", rWhere, total)
@@ -130,6 +150,7 @@ func (s *set) grpcRouteConfig(where string, rc *routev3.RouteConfiguration) {
 			default:
 				s.errorf("%s: no cluster (grpc-go ignores the route)", rWhere)
 			}
+			s.grpcRetryPolicy(rWhere, ra.GetRetryPolicy())
 			for _, hp := range ra.GetHashPolicy() {
 				switch {
 				case hp.GetHeader() != nil:
@@ -138,6 +159,32 @@ func (s *set) grpcRouteConfig(where string, rc *routev3.RouteConfiguration) {
 					s.errorf("%s: hash policy %v is ignored by grpc-go (only header and filter_state %q)", rWhere, hp, grpcChannelIDKey)
 				}
 			}
+		}
+	}
+}
+
+// grpcClusterRef: a cluster a gRPC route names must exist.
+func (s *set) grpcClusterRef(where, name string) {
+	if s.clusterNames != nil && !s.clusterNames[name] {
+		s.errorf("%s: cluster %q does not exist (grpc-go would wait for it)", where, name)
+	}
+}
+
+// grpcRetryPolicy: grpc-go NACKs num_retries < 1 and a backoff whose base
+// or max interval is not positive.
+func (s *set) grpcRetryPolicy(where string, rp *routev3.RetryPolicy) {
+	if rp == nil {
+		return
+	}
+	if n := rp.GetNumRetries(); n != nil && n.GetValue() < 1 {
+		s.errorf("%s: retry_policy.num_retries %d must be >= 1", where, n.GetValue())
+	}
+	if b := rp.GetRetryBackOff(); b != nil {
+		if b.GetBaseInterval().AsDuration() <= 0 {
+			s.errorf("%s: retry_policy base_interval must be > 0", where)
+		}
+		if m := b.GetMaxInterval(); m != nil && m.AsDuration() <= 0 {
+			s.errorf("%s: retry_policy max_interval must be > 0", where)
 		}
 	}
 }

@@ -3,8 +3,11 @@ package validate
 import (
 	"errors"
 	"fmt"
+	"math"
+	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -36,9 +39,16 @@ import (
 //     router last;
 //   - virtual hosts of a route configuration have unique names and
 //     domains;
-//   - every cluster a route or tcp_proxy names exists, every route
-//     configuration an HttpConnectionManager fetches over RDS exists, and
-//     every EDS cluster has its ClusterLoadAssignment (which may be empty).
+//   - routes: regular expressions compile (RE2 syntax, checked with Go's
+//     regexp), weighted clusters have a positive total, header
+//     modifications leave pseudo-headers (and a request's Host) alone,
+//     at most one path rewrite;
+//   - every cluster a route, a request mirror or tcp_proxy names exists
+//     (except InvalidBackendCluster in a weighted split: Envoy answers its
+//     share with the route's cluster_not_found_response_code), every
+//     route configuration an HttpConnectionManager fetches over RDS
+//     exists, and every EDS cluster has its ClusterLoadAssignment (which
+//     may be empty).
 //
 // A reference is checked only when the referenced type URL is a key of
 // res, so a partial set (say, EDS alone) can be validated on its own.
@@ -330,19 +340,104 @@ func (s *set) checkRouteConfig(where string, rc *routev3.RouteConfiguration) {
 			}
 			domains[d] = vh.GetName()
 		}
+		s.checkHeaderMods(vhWhere, vh)
 		for i, r := range vh.GetRoutes() {
+			rWhere := vhWhere + ": route " + strconv.Itoa(i)
+			s.checkRouteMatch(rWhere, r.GetMatch())
+			s.checkHeaderMods(rWhere, r)
 			ra := r.GetRoute()
 			if ra == nil {
 				continue
 			}
-			rWhere := vhWhere + ": route " + strconv.Itoa(i)
 			if c := ra.GetCluster(); c != "" {
 				s.clusterRef(rWhere, c)
 			}
-			for _, wc := range ra.GetWeightedClusters().GetClusters() {
-				s.clusterRef(rWhere, wc.GetName())
+			if wcs := ra.GetWeightedClusters(); wcs != nil {
+				var total uint64
+				for _, wc := range wcs.GetClusters() {
+					total += uint64(wc.GetWeight().GetValue())
+					if wc.GetName() == InvalidBackendCluster && !s.clusterNames[wc.GetName()] {
+						continue // answered with cluster_not_found_response_code
+					}
+					s.clusterRef(rWhere, wc.GetName())
+				}
+				if total == 0 || total > math.MaxUint32 {
+					s.errorf("%s: weighted clusters total weight %d must be in [1, 2^32)", rWhere, total)
+				}
+			}
+			for _, m := range ra.GetRequestMirrorPolicies() {
+				s.clusterRef(rWhere+": request mirror", m.GetCluster())
+			}
+			if ra.GetPrefixRewrite() != "" && ra.GetRegexRewrite() != nil {
+				s.errorf("%s: both prefix_rewrite and regex_rewrite", rWhere)
+			}
+			if rr := ra.GetRegexRewrite(); rr != nil {
+				s.checkRegex(rWhere+": regex_rewrite", rr.GetPattern().GetRegex())
 			}
 		}
+	}
+}
+
+// InvalidBackendCluster is the cluster name the translator gives the share
+// of a weighted split that belongs to unresolvable backends
+// (translate.InvalidBackendCluster). For Envoy no such cluster exists, on
+// purpose.
+const InvalidBackendCluster = "InvalidBackendCluster"
+
+// checkRouteMatch compiles the regular expressions of a route match; Envoy
+// and grpc-go NACK the whole route configuration for one that does not.
+func (s *set) checkRouteMatch(where string, m *routev3.RouteMatch) {
+	if re := m.GetSafeRegex(); re != nil {
+		s.checkRegex(where+": path", re.GetRegex())
+	}
+	for _, h := range m.GetHeaders() {
+		if re := h.GetSafeRegexMatch(); re != nil {
+			s.checkRegex(where+": header "+strconv.Quote(h.GetName()), re.GetRegex())
+		}
+		if re := h.GetStringMatch().GetSafeRegex(); re != nil {
+			s.checkRegex(where+": header "+strconv.Quote(h.GetName()), re.GetRegex())
+		}
+	}
+	for _, q := range m.GetQueryParameters() {
+		if re := q.GetStringMatch().GetSafeRegex(); re != nil {
+			s.checkRegex(where+": query parameter "+strconv.Quote(q.GetName()), re.GetRegex())
+		}
+	}
+}
+
+func (s *set) checkRegex(where, re string) {
+	if _, err := regexp.Compile(re); err != nil {
+		s.errorf("%s: regex %q does not compile: %w", where, re, err)
+	}
+}
+
+// headerModifier is a route or virtual host, which both modify headers.
+type headerModifier interface {
+	GetRequestHeadersToAdd() []*corev3.HeaderValueOption
+	GetRequestHeadersToRemove() []string
+	GetResponseHeadersToAdd() []*corev3.HeaderValueOption
+	GetResponseHeadersToRemove() []string
+}
+
+// checkHeaderMods: Envoy refuses to add or remove pseudo-headers, and to
+// touch a request's Host that way.
+func (s *set) checkHeaderMods(where string, m headerModifier) {
+	check := func(what, name string, request bool) {
+		if strings.HasPrefix(name, ":") || (request && strings.EqualFold(name, "host")) {
+			s.errorf("%s: %s header %q may not be modified", where, what, name)
+		}
+	}
+	for _, h := range m.GetRequestHeadersToAdd() {
+		check("request", h.GetHeader().GetKey(), true)
+	}
+	for _, n := range m.GetRequestHeadersToRemove() {
+		check("request", n, true)
+	}
+	for _, h := range m.GetResponseHeadersToAdd() {
+		check("response", h.GetHeader().GetKey(), false)
+	}
+	for _, n := range m.GetResponseHeadersToRemove() {
+		check("response", n, false)
 	}
 }
 
