@@ -90,7 +90,7 @@ func visit(m protoreflect.Message, path string, errs *[]error) {
 // validateAny opens an Any and validates its content as a root.
 func validateAny(a *anypb.Any, path string, errs *[]error) {
 	if a.GetTypeUrl() == "" {
-		*errs = append(*errs, at(path, errors.New("Any without a type_url")))
+		*errs = append(*errs, at(path, errors.New("an Any without a type_url")))
 		return
 	}
 	mt, err := protoregistry.GlobalTypes.FindMessageByURL(a.GetTypeUrl())
@@ -100,7 +100,7 @@ func validateAny(a *anypb.Any, path string, errs *[]error) {
 	}
 	inner := mt.New()
 	if err := proto.Unmarshal(a.GetValue(), inner.Interface()); err != nil {
-		*errs = append(*errs, at(path, fmt.Errorf("Any of type %q does not unmarshal: %w", a.GetTypeUrl(), err)))
+		*errs = append(*errs, at(path, fmt.Errorf("an Any of type %q does not unmarshal: %w", a.GetTypeUrl(), err)))
 		return
 	}
 	validateRoot(inner, path+"<"+string(mt.Descriptor().FullName())+">", errs)

@@ -391,6 +391,7 @@ func (s *set) checkRouteMatch(where string, m *routev3.RouteMatch) {
 		s.checkRegex(where+": path", re.GetRegex())
 	}
 	for _, h := range m.GetHeaders() {
+		//lint:ignore SA1019 a resource may still carry the deprecated field, and Envoy still reads it
 		if re := h.GetSafeRegexMatch(); re != nil {
 			s.checkRegex(where+": header "+strconv.Quote(h.GetName()), re.GetRegex())
 		}

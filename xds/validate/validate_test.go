@@ -382,6 +382,7 @@ func TestGRPCResourcesRules(t *testing.T) {
 		name: "EDS config source not ADS",
 		change: func(t *testing.T, s map[string][]types.Resource) {
 			c := edsCluster("echo-cluster")
+			//lint:ignore SA1019 a deprecated, non-ADS config source is what this case must reject
 			c.EdsClusterConfig.EdsConfig = &corev3.ConfigSource{ConfigSourceSpecifier: &corev3.ConfigSource_Path{Path: "/x"}}
 			s[resourcev3.ClusterType] = []types.Resource{c}
 		},
