@@ -17,16 +17,21 @@ type command struct {
 	// run parses args and runs the command. It returns errUsage (wrapped) when
 	// the arguments were wrong, so run can print help and exit 2.
 	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	// sub are subcommands ("sluice agent wait-drained"); run handles
+	// everything else.
+	sub []command
 }
 
 var errUsage = errors.New("usage")
 
 func commands() []command {
 	return []command{
-		{"serve", "run the control plane: watch Kubernetes (or a directory of YAML) and serve xDS", runServe},
-		{"agent", "run beside a workload: obtain and renew its mTLS certificate; serve it over SDS and as files", runAgent},
-		{"bootstrap", "print the bootstrap file a proxyless gRPC client or an Envoy sidecar needs to reach Sluice", runBootstrap},
-		{"version", "print the version of this binary", runVersion},
+		{"serve", "run the control plane: watch Kubernetes (or a directory of YAML) and serve xDS", runServe, nil},
+		{"agent", "run beside a workload: obtain and renew its mTLS certificate; serve it over SDS and as files", runAgent, []command{
+			{"wait-drained", "preStop hook: wait until no proxy sends new requests to this pod", runWaitDrained, nil},
+		}},
+		{"bootstrap", "print the bootstrap file a proxyless gRPC client or an Envoy sidecar needs to reach Sluice", runBootstrap, nil},
+		{"version", "print the version of this binary", runVersion, nil},
 	}
 }
 
@@ -42,15 +47,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, args[1:], stdout, stderr)
+		name, rest := c.name, args[1:]
+		for _, sub := range c.sub {
+			if len(rest) > 0 && rest[0] == sub.name {
+				c, name, rest = sub, c.name+" "+sub.name, rest[1:]
+				break
+			}
+		}
+		err := c.run(ctx, rest, stdout, stderr)
 		switch {
 		case err == nil, errors.Is(err, pflag.ErrHelp):
 			return 0
 		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "sluice %s: %v\nRun 'sluice %s --help' for usage.\n", c.name, err, c.name)
+			fmt.Fprintf(stderr, "sluice %s: %v\nRun 'sluice %s --help' for usage.\n", name, err, name)
 			return 2
 		default:
-			fmt.Fprintf(stderr, "sluice %s: %v\n", c.name, err)
+			fmt.Fprintf(stderr, "sluice %s: %v\n", name, err)
 			return 1
 		}
 	}
@@ -67,6 +79,9 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		for _, sub := range c.sub {
+			fmt.Fprintf(w, "  %-10s %s\n", c.name+" "+sub.name, sub.summary)
+		}
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'sluice <command> --help' for the flags of a command.")

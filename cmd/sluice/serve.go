@@ -17,6 +17,7 @@ import (
 
 	"github.com/sluice-mesh/sluice/discovery"
 	"github.com/sluice-mesh/sluice/xds/debug"
+	"github.com/sluice-mesh/sluice/xds/drain"
 	"github.com/sluice-mesh/sluice/xds/server"
 	"github.com/sluice-mesh/sluice/xds/translate"
 )
@@ -66,6 +67,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		ShutdownGrace:  cfg.shutdownGrace,
 	}, newTranslator(opts, cfg.validateResources, reg, log), reg, log)
 
+	// Drain tracker: consumes the snapshots (after the server) and the
+	// server's ACK state, produces "is this pod drained" for preStop hooks.
+	drains := drain.NewTracker(xds, drain.Options{ClusterDomain: cfg.clusterDomain, Registerer: reg, Log: log.With("component", "drain")})
+
 	// Coalescer: consumes store changes, produces snapshots for the server.
 	metrics, err := discovery.NewMetrics(reg)
 	if err != nil {
@@ -73,6 +78,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	coalescer := discovery.NewCoalescer(store, discovery.ConsumerFunc(func(ctx context.Context, u discovery.Update) {
 		xds.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
+		drains.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
 	}), discovery.CoalescerOptions{
 		HoldOff:   cfg.holdOff,
 		MaxDelay:  cfg.maxDelay,
@@ -124,9 +130,21 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		dbg.AddSection(debug.Section{Name: "ca", Help: "the CA (keys redacted) and the certificate service", Data: certs.Debug})
 		g.Go(func() error { return certs.Serve(ctx, caLis) })
 	}
+	if cfg.drainAddress != "" {
+		drainLis, err := net.Listen("tcp", cfg.drainAddress)
+		if err != nil {
+			return fmt.Errorf("drain listener: %w", err)
+		}
+		defer drainLis.Close()
+		log.Info("serving drain waits", "address", drainLis.Addr().String())
+		g.Go(func() error {
+			return serveHTTP(ctx, drainLis, drain.NewHandler(drains, drain.HandlerOptions{Log: log.With("component", "drain")}))
+		})
+	}
 	g.Go(func() error { return src.run.Run(ctx) })
 	g.Go(func() error { return coalescer.Run(ctx) })
 	g.Go(func() error { return xds.Serve(ctx, xdsLis) })
+	g.Go(func() error { return drains.Run(ctx) })
 	g.Go(func() error { return serveHTTP(ctx, debugLis, dbg) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {

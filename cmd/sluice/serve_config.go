@@ -31,6 +31,7 @@ type serveConfig struct {
 	configDir     string
 	xdsAddress    string
 	debugAddress  string
+	drainAddress  string
 	clusterDomain string
 	holdOff       time.Duration
 	maxDelay      time.Duration
@@ -48,6 +49,7 @@ func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.configDir, "config-dir", "", "serve the mesh described by the Kubernetes YAML in this directory instead of a cluster")
 	fs.StringVar(&c.xdsAddress, "xds-address", ":15010", "address the xDS gRPC server listens on")
 	fs.StringVar(&c.debugAddress, "debug-address", "127.0.0.1:15014", "address of the HTTP server for /healthz, /readyz, /metrics and /debug")
+	fs.StringVar(&c.drainAddress, "drain-address", "", "address of the HTTP server for GET /drain, e.g. :15016; it must be reachable from pods, whose preStop hook (`sluice agent wait-drained`) calls it; empty: not served")
 	fs.StringVar(&c.clusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS suffix, used in service names (<svc>.<ns>.svc.<domain>)")
 	fs.DurationVar(&c.holdOff, "hold-off", 20*time.Millisecond, "wait this long after a change for more changes before pushing")
 	fs.DurationVar(&c.maxDelay, "max-delay", 200*time.Millisecond, "push at the latest this long after the first of a burst of changes")
@@ -64,7 +66,10 @@ func (c *serveConfig) validate() error {
 	if c.kubeconfig != "" && c.configDir != "" {
 		errs = append(errs, errors.New("--kubeconfig and --config-dir are exclusive: watch a cluster or a directory, not both"))
 	}
-	for flag, addr := range map[string]string{"--xds-address": c.xdsAddress, "--debug-address": c.debugAddress} {
+	for flag, addr := range map[string]string{"--xds-address": c.xdsAddress, "--debug-address": c.debugAddress, "--drain-address": c.drainAddress} {
+		if flag == "--drain-address" && addr == "" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q is not host:port: %w", flag, addr, err))
 		}

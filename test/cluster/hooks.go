@@ -11,7 +11,8 @@ import (
 
 // runHook runs a lifecycle hook handler (preStop) of container c: httpGet
 // against the pod's backend, sleep, or exec as a local process (the test
-// kubelet has no containers to exec into). ctx carries the grace period.
+// kubelet has no containers to exec into) with the container's environment
+// (containerEnv). ctx carries the grace period.
 func runHook(ctx context.Context, pod *corev1.Pod, ip netip.Addr, c corev1.Container, h *corev1.LifecycleHandler) error {
 	switch {
 	case h.HTTPGet != nil:
@@ -24,7 +25,11 @@ func runHook(ctx context.Context, pod *corev1.Pod, ip netip.Addr, c corev1.Conta
 			return ctx.Err()
 		}
 	case h.Exec != nil:
-		return runLocal(ctx, h.Exec.Command)
+		env, err := containerEnv(pod, ip, c)
+		if err != nil {
+			return fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+		}
+		return runLocal(ctx, h.Exec.Command, env)
 	case h.TCPSocket != nil:
 		return fmt.Errorf("pod %s/%s: tcpSocket hooks are deprecated and not supported", pod.Namespace, pod.Name)
 	default:

@@ -88,7 +88,7 @@ func runProbe(ctx context.Context, ip netip.Addr, c corev1.Container, p *corev1.
 		}
 		return nil
 	case p.Exec != nil:
-		return runLocal(ctx, p.Exec.Command)
+		return runLocal(ctx, p.Exec.Command, nil)
 	default:
 		return fmt.Errorf("probe has no handler the test kubelet supports")
 	}
@@ -129,12 +129,14 @@ func httpGet(ctx context.Context, ip netip.Addr, c corev1.Container, g *corev1.H
 }
 
 // runLocal runs an exec action's command as a local process: the test
-// kubelet has no containers to run it in.
-func runLocal(ctx context.Context, command []string) error {
+// kubelet has no containers to run it in. env, when not nil, is its
+// environment (see containerEnv); nil inherits the test's.
+func runLocal(ctx context.Context, command []string, env []string) error {
 	if len(command) == 0 {
 		return fmt.Errorf("exec action without a command")
 	}
 	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	cmd.Env = env
 	// Like the cluster's components, hook processes die with the test and
 	// are killed as a group when their time is up.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
