@@ -27,6 +27,10 @@ import (
 //	                              keys left out take the "on" defaults
 //	                              5, 10s, 30s, 10
 //	sluice.dev/connect-timeout    Go duration > 0 ("250ms", "2s")           1s
+//	sluice.dev/slow-start         Go duration > 0: ramp a newly ready       off
+//	                              endpoint's share of new requests up over
+//	                              this window (Envoy only); "off" or "0s"
+//	                              turn it off
 //
 // Durations use Go syntax (time.ParseDuration). Values are trimmed and
 // compared case-insensitively, except header and cookie names (header names
@@ -42,6 +46,7 @@ const (
 	AnnotationLocalityAware    = "sluice.dev/locality-aware"
 	AnnotationOutlierDetection = "sluice.dev/outlier-detection"
 	AnnotationConnectTimeout   = "sluice.dev/connect-timeout"
+	AnnotationSlowStart        = "sluice.dev/slow-start"
 )
 
 // Defaults of the load-balancing annotations.
@@ -98,6 +103,7 @@ func parseLoadBalancing(service, namespace map[string]string) (mesh.LoadBalancin
 		LocalityAware:  src.localityAware(),
 		Outlier:        src.outlier(),
 		ConnectTimeout: src.connectTimeout(),
+		SlowStart:      src.slowStart(),
 	}
 	hash, hashFromNS := src.hash()
 	switch {
@@ -167,6 +173,19 @@ func (s *annotationSource) connectTimeout() time.Duration {
 	d, err := time.ParseDuration(v)
 	if err != nil || d <= 0 {
 		s.fail(fromNS, "invalid %s %q: want a positive duration such as 250ms or 2s; using the default %s", AnnotationConnectTimeout, v, DefaultConnectTimeout)
+		return 0
+	}
+	return d
+}
+
+func (s *annotationSource) slowStart() time.Duration {
+	v, fromNS, ok := s.get(AnnotationSlowStart)
+	if !ok || strings.EqualFold(v, "off") {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		s.fail(fromNS, "invalid %s %q: want a duration such as 30s, or off; slow start off", AnnotationSlowStart, v)
 		return 0
 	}
 	return d

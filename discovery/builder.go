@@ -33,8 +33,16 @@ type buildResult struct {
 	endpointsOnly   bool
 	changedServices []mesh.ServiceKey
 	changedPorts    []mesh.PortKey
+	// changedRoutes are the ports whose routes were added, changed or
+	// removed; a route change is never endpointsOnly.
+	changedRoutes []mesh.PortKey
 	// problems are all current problems, sorted.
 	problems []Problem
+	// routeStatuses are the current route statuses; routeStatusChanged
+	// says whether they differ from the previous build's (always true on
+	// the first build).
+	routeStatuses      []RouteStatus
+	routeStatusChanged bool
 }
 
 // builder builds snapshots incrementally: it keeps what it built last and
@@ -52,6 +60,9 @@ type builder struct {
 	// (usually one); servicePods is the reverse, to drop stale references.
 	podRefs     map[objectKey][]mesh.ServiceKey
 	servicePods map[mesh.ServiceKey][]objectKey
+	// routeProblems and routeStatuses are from the last route resolution.
+	routeProblems []Problem
+	routeStatuses []RouteStatus
 }
 
 func newBuilder() *builder {
@@ -162,14 +173,33 @@ func (b *builder) build(idx *objectIndex, ch *changes) buildResult {
 		setOrDelete(b.servicePorts, k, newPorts)
 	}
 
+	// Routes: resolve them again when a route, a grant or a service changed.
+	var routes map[mesh.PortKey]*mesh.PortRoutes
+	routesResolved := first || ch.routes || len(res.changedServices) > 0
+	if routesResolved {
+		rr := resolveRoutes(b.services, idx.routes)
+		b.routeProblems = rr.problems
+		res.routeStatusChanged = first || !reflect.DeepEqual(rr.statuses, b.routeStatuses)
+		b.routeStatuses = rr.statuses
+		var prev map[mesh.PortKey]*mesh.PortRoutes
+		if !first {
+			prev = b.snap.Routes
+		}
+		routes, res.changedRoutes = mergeRoutes(prev, rr.routes)
+	}
+	res.routeStatuses = b.routeStatuses
+
 	res.problems = b.problems()
-	if !first && len(res.changedServices) == 0 && len(res.changedPorts) == 0 {
+	if !first && len(res.changedServices) == 0 && len(res.changedPorts) == 0 && len(res.changedRoutes) == 0 {
 		res.snapshot = b.snap
 		return res
 	}
-	snap := &mesh.Snapshot{Endpoints: endpoints}
+	snap := &mesh.Snapshot{Endpoints: endpoints, Routes: routes}
 	if endpoints == nil {
 		snap.Endpoints = b.snap.Endpoints
+	}
+	if !routesResolved {
+		snap.Routes = b.snap.Routes
 	}
 	if first || len(res.changedServices) > 0 {
 		snap.Services = make([]*mesh.Service, 0, len(b.services))
@@ -181,10 +211,11 @@ func (b *builder) build(idx *objectIndex, ch *changes) buildResult {
 		})
 	} else {
 		snap.Services = b.snap.Services
-		res.endpointsOnly = true
+		res.endpointsOnly = len(res.changedRoutes) == 0
 	}
 	slices.SortFunc(res.changedServices, compareServiceKeys)
 	slices.SortFunc(res.changedPorts, comparePortKeys)
+	slices.SortFunc(res.changedRoutes, comparePortKeys)
 	b.snap = snap
 	res.snapshot, res.changed = snap, true
 	return res
@@ -211,6 +242,7 @@ func (b *builder) problems() []Problem {
 	for _, ps := range b.endpointProblems {
 		out = append(out, ps...)
 	}
+	out = append(out, b.routeProblems...)
 	return sortProblems(out)
 }
 

@@ -43,6 +43,10 @@ type Update struct {
 	// removed (every port in the first). A removed port is absent from
 	// Snapshot.Endpoints.
 	ChangedPorts []mesh.PortKey
+	// ChangedRoutes are the ports whose routes (Snapshot.Routes) were
+	// added, changed or removed; a port whose routes did not change keeps
+	// its *mesh.PortRoutes. Never set when EndpointsOnly.
+	ChangedRoutes []mesh.PortKey
 	// Problems are all current problems, sorted.
 	Problems []Problem
 }
@@ -81,8 +85,11 @@ type CoalescerOptions struct {
 	MaxDelay time.Duration
 	// Reporters are told about problems (Kubernetes Events, logs).
 	Reporters []ProblemReporter
-	Metrics   *Metrics
-	Logger    *slog.Logger
+	// StatusReporters are told the route statuses when they change (the
+	// RouteStatusWriter).
+	StatusReporters []RouteStatusReporter
+	Metrics         *Metrics
+	Logger          *slog.Logger
 	// Clock is for tests.
 	Clock clock.Clock
 }
@@ -206,6 +213,12 @@ func (c *Coalescer) buildAndPublish(ctx context.Context, events int) {
 		}
 	}
 
+	if sb.routeStatusChanged {
+		for _, r := range c.opts.StatusReporters {
+			r.ReportRouteStatus(ctx, sb.routeStatuses)
+		}
+	}
+
 	if !sb.changed {
 		m.builds.WithLabelValues("unchanged").Inc()
 		log.DebugContext(ctx, "discovery: nothing changed in the mesh", "events", events, "changes", sb.changes)
@@ -218,6 +231,7 @@ func (c *Coalescer) buildAndPublish(ctx context.Context, events int) {
 		EndpointsOnly:   sb.endpointsOnly,
 		ChangedServices: sb.changedServices,
 		ChangedPorts:    sb.changedPorts,
+		ChangedRoutes:   sb.changedRoutes,
 		Problems:        problems,
 	}
 	c.mu.Unlock()

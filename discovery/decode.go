@@ -14,17 +14,31 @@ import (
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 )
 
-// strictCodec decodes Kubernetes objects of every built-in kind and reports
-// unknown or duplicate fields.
-var strictCodec = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme,
+// decodeScheme knows every built-in kind and the Gateway API's.
+var decodeScheme = func() *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{scheme.AddToScheme, gatewayv1.Install, gatewayv1beta1.Install} {
+		if err := add(s); err != nil {
+			panic(fmt.Sprintf("discovery: building the decode scheme: %v", err)) // a programming error
+		}
+	}
+	return s
+}()
+
+// strictCodec decodes Kubernetes objects of every built-in kind and of the
+// Gateway API, and reports unknown or duplicate fields.
+var strictCodec = kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, decodeScheme, decodeScheme,
 	kjson.SerializerOptions{Strict: true})
 
 // decodedFile is what a file of the file source holds.
 type decodedFile struct {
 	// objects are the supported objects (Service, EndpointSlice, Pod,
-	// Namespace, Node); other kinds are skipped.
+	// Namespace, Node, and gateway.networking.k8s.io/v1 HTTPRoute and
+	// GRPCRoute, v1beta1 or v1 ReferenceGrant); other kinds are skipped.
 	objects []runtime.Object
 	// warnings are fields that were not understood (unknown or duplicate
 	// fields); the objects were used anyway.
@@ -93,6 +107,14 @@ func (out *decodedFile) add(raw []byte) error {
 	case *corev1.Node:
 		meta = &o.ObjectMeta
 		o.Namespace = ""
+	case *gatewayv1.HTTPRoute:
+		meta = &o.ObjectMeta
+	case *gatewayv1.GRPCRoute:
+		meta = &o.ObjectMeta
+	case *gatewayv1beta1.ReferenceGrant:
+		meta = &o.ObjectMeta
+	case *gatewayv1.ReferenceGrant:
+		meta = &o.ObjectMeta
 	default:
 		out.skipped++
 		return nil

@@ -11,7 +11,8 @@
 // Each stage does one thing:
 //
 //   - Sources record objects (Services, EndpointSlices, Pods, Namespaces,
-//     Nodes) into a Store and do nothing else.
+//     Nodes; HTTPRoutes, GRPCRoutes, ReferenceGrants) into a Store and do
+//     nothing else.
 //   - The Store keeps the current objects and what changed since the last
 //     build, and notifies the Coalescer.
 //   - The Coalescer waits a hold-off after a change (at most a maximum
@@ -43,6 +44,33 @@
 // nodeName, else its pod's). The pod named by targetRef gives Pod,
 // ServiceAccount and Labels. An address in several slices is kept once,
 // with the healthiest state. Topology hints are not used.
+//
+// # Routes
+//
+// HTTPRoutes and GRPCRoutes (gateway.networking.k8s.io/v1) attach to a
+// Service through a parentRef with group "" and kind Service (GAMMA), to
+// all its ports or to the one its port or sectionName (the port's name)
+// selects; parentRefs to Gateways are other controllers' and ignored.
+// Only producer routes are supported: a parentRef to a Service in another
+// namespace is not accepted. Hostnames are ignored, as for mesh routes.
+// The rules of all routes attached to a port are merged into
+// mesh.Snapshot.Routes, one mesh.RouteRule per match, in Gateway API
+// precedence order (see compareHTTPMatches, compareGRPCMatches). HTTPRoutes
+// and GRPCRoutes do not share a port: the oldest route's kind wins it.
+// GRPCRoute service and method matches become paths. backendRefs name mesh
+// Services and a port; another namespace needs a ReferenceGrant (v1beta1)
+// there. Unresolved backends stay, with their weight, as Invalid backends.
+// Retries come from HTTPRoute's (experimental) retry field, else the
+// AnnotationRetry annotation; timeouts from HTTPRoute rules' timeouts. A
+// rule Sluice cannot honour (an invalid regular expression, a filter the
+// model has no place for: RequestRedirect, CORS, ExternalAuth,
+// ExtensionRef, per-backend filters, a partial mirror) is dropped.
+//
+// Each route's status (RouteStatus: Accepted, ResolvedRefs and
+// PartiallyInvalid per Service parentRef) is computed with every build and
+// handed to the RouteStatusReporters; RouteStatusWriter writes it while
+// this replica is the leader (LeaderElector). Failed conditions are also
+// Problems with the condition's reason.
 //
 // # Bad input
 //

@@ -43,6 +43,8 @@ var apiVersions = map[string]string{
 	KindNamespace:     "v1",
 	KindNode:          "v1",
 	KindEndpointSlice: "discovery.k8s.io/v1",
+	KindHTTPRoute:     "gateway.networking.k8s.io/v1",
+	KindGRPCRoute:     "gateway.networking.k8s.io/v1",
 }
 
 func (r *eventReporter) report(ctx context.Context, problems []Problem) {

@@ -42,7 +42,8 @@ type FileError struct {
 // --config-dir`. It reads every *.yaml, *.yml and *.json file directly in
 // the directory (not in subdirectories; names starting with "." are
 // skipped), with any number of documents per file, and keeps the Services,
-// EndpointSlices, Pods, Namespaces and Nodes; other kinds are ignored.
+// EndpointSlices, Pods, Namespaces and Nodes, and the Gateway API's
+// HTTPRoutes, GRPCRoutes (v1) and ReferenceGrants; other kinds are ignored.
 // Nothing is validated as the API server would: EndpointSlices may point at
 // any address, 127.0.0.1 included, and no Namespace or Node needs to exist.
 //

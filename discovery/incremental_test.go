@@ -6,11 +6,13 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/sluice-mesh/sluice/mesh"
 )
@@ -44,11 +46,14 @@ func (h *incremental) build() buildResult {
 func (h *incremental) inputs() Inputs {
 	x := h.store.idx
 	return Inputs{
-		Services:       slices.Collect(maps.Values(x.services)),
-		EndpointSlices: slices.Collect(maps.Values(x.slices)),
-		Pods:           slices.Collect(maps.Values(x.pods)),
-		Namespaces:     slices.Collect(maps.Values(x.namespaces)),
-		Nodes:          slices.Collect(maps.Values(x.nodes)),
+		Services:        slices.Collect(maps.Values(x.services)),
+		EndpointSlices:  slices.Collect(maps.Values(x.slices)),
+		Pods:            slices.Collect(maps.Values(x.pods)),
+		Namespaces:      slices.Collect(maps.Values(x.namespaces)),
+		Nodes:           slices.Collect(maps.Values(x.nodes)),
+		HTTPRoutes:      slices.Collect(maps.Values(x.routes.http)),
+		GRPCRoutes:      slices.Collect(maps.Values(x.routes.grpc)),
+		ReferenceGrants: slices.Collect(maps.Values(x.routes.grants)),
 	}
 }
 
@@ -201,9 +206,10 @@ func TestIncrementalMatchesFromScratch(t *testing.T) {
 	pods := []string{"p0", "p1", "p2", "p3", "p4"}
 	nodes := []string{"n0", "n1"}
 	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	withRoutes, routeChanges := 0, 0
 	for step := range 400 {
 		for range 1 + rng.IntN(3) {
-			switch rng.IntN(9) {
+			switch rng.IntN(14) {
 			case 0:
 				s := newService("ns", pick(services)).port("http", 80)
 				if rng.IntN(2) == 0 {
@@ -241,11 +247,120 @@ func TestIncrementalMatchesFromScratch(t *testing.T) {
 				h.upsert(newNode(pick(nodes), pick([]string{"za", "zb", ""})))
 			case 8:
 				h.upsert(newNamespace("ns", map[string]string{AnnotationLBPolicy: pick([]string{"least_request", "nope"})}))
+			case 9, 10:
+				h.upsert(randomHTTPRoute(rng, services))
+			case 11:
+				h.upsert(randomGRPCRoute(rng, services))
+			case 12:
+				kind := pick([]string{KindHTTPRoute, KindGRPCRoute, KindReferenceGrant})
+				require.NoError(t, h.store.Delete(kind, "ns", fmt.Sprintf("r%d", rng.IntN(3))))
+			case 13:
+				if rng.IntN(2) == 0 {
+					h.upsert(newService("other", "o").port("http", 80).obj)
+				}
+				h.upsert(newReferenceGrant("other", fmt.Sprintf("r%d", rng.IntN(3)), pick([]string{KindHTTPRoute, KindGRPCRoute}), "ns", pick([]string{"", "o", "p"})))
 			}
 		}
 		r := h.build()
 		want, wantProblems := BuildSnapshot(h.inputs())
 		require.Equal(t, want, r.snapshot, "step %d", step)
 		require.Equal(t, wantProblems, r.problems, "step %d", step)
+		require.Equal(t, BuildRouteStatuses(h.inputs()), r.routeStatuses, "step %d", step)
+		if len(r.snapshot.Routes) > 0 {
+			withRoutes++
+		}
+		if len(r.changedRoutes) > 0 {
+			routeChanges++
+		}
 	}
+	assert.Greater(t, withRoutes, 200, "most snapshots have routes")
+	assert.Greater(t, routeChanges, 100, "routes change often")
+}
+
+// randomHTTPRoute is one of three routes with random parents, matches,
+// weights and backends, valid or not, for TestIncrementalMatchesFromScratch.
+func randomHTTPRoute(rng *rand.Rand, services []string) *gatewayv1.HTTPRoute {
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	f := newHTTPRoute("ns", fmt.Sprintf("r%d", rng.IntN(3))).age(time.Duration(rng.IntN(3)) * time.Minute)
+	if rng.IntN(3) == 0 {
+		f = f.parent(pick(services), 80)
+	} else {
+		f = f.parent(pick(services))
+	}
+	for range 1 + rng.IntN(2) {
+		r := httpRule()
+		switch rng.IntN(5) {
+		case 0:
+			r = r.match(pathMatch(gatewayv1.PathMatchExact, "/x"))
+		case 1:
+			r = r.match(withHeaders(pathMatch(gatewayv1.PathMatchPathPrefix, pick([]string{"/", "/a", "/ab"})), "x-canary", "true"))
+		case 2:
+			r = r.match(pathMatch(gatewayv1.PathMatchRegularExpression, pick([]string{"/re.*", "/(bad"})))
+		}
+		for range rng.IntN(3) {
+			if rng.IntN(4) == 0 {
+				r = r.toRef(backendRef("other", pick([]string{"o", "p"}), 80, int32(rng.IntN(3))))
+			} else {
+				r = r.to(pick(services), int32(80+10*rng.IntN(2)), int32(rng.IntN(3)))
+			}
+		}
+		f = f.rule(r)
+	}
+	f.obj.Generation = int64(1 + rng.IntN(2))
+	return f.obj
+}
+
+func randomGRPCRoute(rng *rand.Rand, services []string) *gatewayv1.GRPCRoute {
+	pick := func(xs []string) string { return xs[rng.IntN(len(xs))] }
+	f := newGRPCRoute("ns", fmt.Sprintf("r%d", rng.IntN(3))).parent(pick(services)).age(time.Duration(rng.IntN(3)) * time.Minute)
+	var methods []string
+	if rng.IntN(2) == 0 {
+		methods = []string{pick([]string{"s.S/M", "s.S/", "/M"})}
+	}
+	return f.rule(methods, backendRef("", pick(services), 90, int32(rng.IntN(3)))).obj
+}
+
+func TestIncrementalRouteChanges(t *testing.T) {
+	objs := append(twoServices(), grpcService("default", "c").obj, grpcService("default", "d").obj)
+	route := newGRPCRoute("default", "r").parent("c").rule(nil, backendRef("", "d", 9090, 1))
+	h, first := newIncremental(t, append(objs, route.obj, newHTTPRoute("default", "h").parent("a").rule(httpRule().to("b", 80, 1)).obj)...)
+	c, a := portKey("default", "c", 9090), portKey("default", "a", 80)
+	require.Contains(t, first.snapshot.Routes, c)
+	assert.True(t, first.routeStatusChanged)
+
+	// A route change is never endpoints-only, and other ports keep their routes.
+	changed := newGRPCRoute("default", "r").parent("c").rule(nil, backendRef("", "d", 9090, 1), backendRef("", "c", 9090, 1))
+	changed.obj.Generation = 2
+	h.upsert(changed.obj)
+	r := h.build()
+	require.True(t, r.changed)
+	assert.False(t, r.endpointsOnly)
+	assert.Empty(t, r.changedServices)
+	assert.Equal(t, []mesh.PortKey{c}, r.changedRoutes)
+	assert.Same(t, first.snapshot.Routes[a], r.snapshot.Routes[a], "an unchanged port keeps its *PortRoutes")
+	assert.True(t, r.routeStatusChanged, "the generation changed")
+
+	// A status write (ours) is not a change.
+	written := changed.obj.DeepCopy()
+	written.ResourceVersion = "99"
+	written.Status.Parents = []gatewayv1.RouteParentStatus{{ParentRef: serviceParent("c"), ControllerName: ControllerName}}
+	h.upsert(written)
+	r = h.build()
+	assert.False(t, r.changed)
+	assert.False(t, r.routeStatusChanged)
+	parents, ok := h.store.routeStatusParents(KindGRPCRoute, "default", "r")
+	assert.True(t, ok)
+	assert.Len(t, parents, 1, "the store holds the latest status")
+
+	// Removing the backend Service changes the route (an invalid backend).
+	require.NoError(t, h.store.Delete(KindService, "default", "d"))
+	r = h.build()
+	assert.Equal(t, []mesh.PortKey{c}, r.changedRoutes)
+	assert.True(t, r.snapshot.Routes[c].Rules[0].Backends[0].Invalid)
+
+	// Deleting the route removes its port's entry.
+	require.NoError(t, h.store.Delete(KindGRPCRoute, "default", "r"))
+	r = h.build()
+	assert.Equal(t, []mesh.PortKey{c}, r.changedRoutes)
+	assert.NotContains(t, r.snapshot.Routes, c)
 }

@@ -7,6 +7,8 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/sluice-mesh/sluice/mesh"
 )
@@ -19,6 +21,11 @@ type Inputs struct {
 	Pods           []*corev1.Pod
 	Namespaces     []*corev1.Namespace
 	Nodes          []*corev1.Node
+	// Gateway API routes attached to Services (GAMMA), and the grants that
+	// allow their cross-namespace backend references.
+	HTTPRoutes      []*gatewayv1.HTTPRoute
+	GRPCRoutes      []*gatewayv1.GRPCRoute
+	ReferenceGrants []*gatewayv1beta1.ReferenceGrant
 }
 
 // objectKey names a namespaced object.
@@ -38,6 +45,7 @@ type objectIndex struct {
 	// slicesByService indexes slices by their kubernetes.io/service-name
 	// label; slices without it are under the key with an empty Name.
 	slicesByService map[mesh.ServiceKey]map[string]*discoveryv1.EndpointSlice
+	routes          routeObjects
 }
 
 func newObjectIndex() *objectIndex {
@@ -48,6 +56,7 @@ func newObjectIndex() *objectIndex {
 		namespaces:      map[string]*corev1.Namespace{},
 		nodes:           map[string]*corev1.Node{},
 		slicesByService: map[mesh.ServiceKey]map[string]*discoveryv1.EndpointSlice{},
+		routes:          newRouteObjects(),
 	}
 }
 
@@ -70,6 +79,15 @@ func indexInputs(in Inputs) *objectIndex {
 	for _, o := range in.EndpointSlices {
 		idx.upsertSlice(o, ch)
 	}
+	for _, o := range in.HTTPRoutes {
+		idx.upsertHTTPRoute(o, ch)
+	}
+	for _, o := range in.GRPCRoutes {
+		idx.upsertGRPCRoute(o, ch)
+	}
+	for _, o := range in.ReferenceGrants {
+		idx.upsertReferenceGrant(o, ch)
+	}
 	return idx
 }
 
@@ -86,6 +104,8 @@ type changes struct {
 	sliceServices map[mesh.ServiceKey]struct{}
 	// pods whose labels, service account or node changed.
 	pods map[objectKey]struct{}
+	// routes is set when an HTTPRoute, GRPCRoute or ReferenceGrant changed.
+	routes bool
 }
 
 func newChanges() *changes {
@@ -133,6 +153,9 @@ func (c *changes) pod(k objectKey) {
 func (c *changes) count() int {
 	n := len(c.services) + len(c.namespaces) + len(c.sliceServices) + len(c.pods)
 	if c.nodes {
+		n++
+	}
+	if c.routes {
 		n++
 	}
 	return n

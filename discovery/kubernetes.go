@@ -16,6 +16,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 )
 
 // KubernetesOptions configure a KubernetesSource. Zero values take defaults.
@@ -30,11 +31,17 @@ type KubernetesOptions struct {
 	// (DefaultMaxEventsPerReport).
 	MaxEventsPerReport int
 	Logger             *slog.Logger
+	// Gateway, when set, also watches HTTPRoutes, GRPCRoutes (v1) and
+	// ReferenceGrants (v1beta1) whose CRDs are installed, checking for
+	// missing ones every GatewayPollInterval (DefaultGatewayPollInterval).
+	Gateway             gatewayclient.Interface
+	GatewayPollInterval time.Duration
 }
 
 // KubernetesSource consumes the Kubernetes API (Services, EndpointSlices,
-// Pods, Namespaces, Nodes, through shared informers) and produces store
-// changes. It is the only part of discovery that talks to the API server:
+// Pods, Namespaces, Nodes, and with KubernetesOptions.Gateway HTTPRoutes,
+// GRPCRoutes and ReferenceGrants, through shared informers) and produces
+// store changes. It is the only part of discovery that talks to the API server:
 // its handlers only record objects into the store, which notifies the
 // coalescer. It also records problems as Kubernetes Events (it is a
 // ProblemReporter).
@@ -48,6 +55,7 @@ type KubernetesSource struct {
 	client      kubernetes.Interface
 	events      *eventReporter
 	log         *slog.Logger
+	gateway     *gatewayWatcher // nil without a Gateway client
 }
 
 // NewKubernetesSource returns a source that fills store from client. Call
@@ -86,6 +94,9 @@ func NewKubernetesSource(client kubernetes.Interface, store *Store, opts Kuberne
 			return nil, fmt.Errorf("watching %ss: %w", w.kind, err)
 		}
 		s.regs = append(s.regs, reg)
+	}
+	if opts.Gateway != nil {
+		s.gateway = newGatewayWatcher(opts.Gateway, client.Discovery(), opts.Resync, opts.GatewayPollInterval, s.handler, log)
 	}
 	s.markSynced = store.RegisterSource("kubernetes")
 	return s, nil
@@ -137,6 +148,13 @@ func (s *KubernetesSource) Run(ctx context.Context) error {
 			return fmt.Errorf("kubernetes source: waiting for informer caches: %w", err)
 		}
 		return fmt.Errorf("kubernetes source: informer caches did not sync")
+	}
+	if s.gateway != nil {
+		defer s.gateway.factory.Shutdown()
+		if err := s.gateway.start(ctx); err != nil {
+			return err
+		}
+		go s.gateway.poll(ctx)
 	}
 	s.synced.Store(true)
 	s.markSynced()

@@ -52,6 +52,9 @@ func buildService(svc *corev1.Service, ns *corev1.Namespace) (*mesh.Service, []P
 	}
 	lb, errs := parseLoadBalancing(svc.Annotations, nsAnnotations)
 	out.LB = lb
+	tlsMode, tlsErrs := parseTLSMode(svc.Annotations, nsAnnotations)
+	out.TLSMode = tlsMode
+	errs = append(errs, tlsErrs...)
 	for _, e := range errs {
 		if !e.fromNamespace {
 			report(ReasonInvalidAnnotation, "%s", e.message)

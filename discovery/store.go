@@ -9,6 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gatewayv1beta1 "sigs.k8s.io/gateway-api/apis/v1beta1"
 
 	"github.com/sluice-mesh/sluice/mesh"
 )
@@ -71,8 +73,10 @@ func (s *Store) notify() {
 }
 
 // Upsert adds or replaces an object: a *corev1.Service,
-// *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace or
-// *corev1.Node. Updates that change nothing the mesh uses (an informer
+// *discoveryv1.EndpointSlice, *corev1.Pod, *corev1.Namespace,
+// *corev1.Node, *gatewayv1.HTTPRoute, *gatewayv1.GRPCRoute or
+// *gatewayv1beta1.ReferenceGrant (a *gatewayv1.ReferenceGrant is stored as
+// the identical v1beta1 type). Updates that change nothing the mesh uses (an informer
 // resync, a pod status change) are recorded without triggering a build.
 func (s *Store) Upsert(obj runtime.Object) error {
 	s.mu.Lock()
@@ -88,6 +92,14 @@ func (s *Store) Upsert(obj runtime.Object) error {
 		changed = s.idx.upsertNamespace(o, s.pending)
 	case *corev1.Node:
 		changed = s.idx.upsertNode(o, s.pending)
+	case *gatewayv1.HTTPRoute:
+		changed = s.idx.upsertHTTPRoute(o, s.pending)
+	case *gatewayv1.GRPCRoute:
+		changed = s.idx.upsertGRPCRoute(o, s.pending)
+	case *gatewayv1beta1.ReferenceGrant:
+		changed = s.idx.upsertReferenceGrant(o, s.pending)
+	case *gatewayv1.ReferenceGrant:
+		changed = s.idx.upsertReferenceGrant((*gatewayv1beta1.ReferenceGrant)(o), s.pending)
 	default:
 		s.mu.Unlock()
 		return fmt.Errorf("store: unsupported object type %T", obj)
@@ -116,6 +128,8 @@ func (s *Store) Delete(kind, namespace, name string) error {
 		changed = s.idx.deleteNamespace(name, s.pending)
 	case KindNode:
 		changed = s.idx.deleteNode(name, s.pending)
+	case KindHTTPRoute, KindGRPCRoute, KindReferenceGrant:
+		changed = s.idx.deleteRouteObject(kind, objectKey{namespace, name}, s.pending)
 	default:
 		s.mu.Unlock()
 		return fmt.Errorf("store: unsupported kind %q", kind)
@@ -195,11 +209,14 @@ func (s *Store) Counts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return map[string]int{
-		KindService:       len(s.idx.services),
-		KindEndpointSlice: len(s.idx.slices),
-		KindPod:           len(s.idx.pods),
-		KindNamespace:     len(s.idx.namespaces),
-		KindNode:          len(s.idx.nodes),
+		KindService:        len(s.idx.services),
+		KindEndpointSlice:  len(s.idx.slices),
+		KindPod:            len(s.idx.pods),
+		KindNamespace:      len(s.idx.namespaces),
+		KindNode:           len(s.idx.nodes),
+		KindHTTPRoute:      len(s.idx.routes.http),
+		KindGRPCRoute:      len(s.idx.routes.grpc),
+		KindReferenceGrant: len(s.idx.routes.grants),
 	}
 }
 

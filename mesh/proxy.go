@@ -25,4 +25,10 @@ type Proxy struct {
 	IP string
 	// Zone is the client's locality zone, used for locality-aware routing.
 	Zone string
+	// MTLS says the proxy has the workload's certificates, fed by the
+	// certificate agent (Envoy: SDS; gRPC: the bootstrap's certificate
+	// provider), so it can do mutual TLS. Without them it speaks
+	// plaintext only (grpc-go NACKs TLS settings that name a certificate
+	// provider its bootstrap lacks).
+	MTLS bool
 }

@@ -27,6 +27,11 @@ type RouteRule struct {
 	Route     string
 	Kind      RouteKind
 	RuleIndex int
+	// MatchIndex is the index of the rule's match this entry is for.
+	// Gateway API precedence orders matches, not rules, so discovery emits
+	// one RouteRule per match of a rule (Matches then has one element) and
+	// Route, RuleIndex and MatchIndex together name it uniquely.
+	MatchIndex int
 	// Matches are ORed; an empty list matches every request.
 	Matches []RouteMatch
 	// Backends share traffic by weight. A backend whose reference could not

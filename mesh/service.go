@@ -39,6 +39,8 @@ type Service struct {
 	// Ports are sorted by Port.
 	Ports []Port
 	LB    LoadBalancing
+	// TLSMode is the service's mutual TLS mode; empty means DefaultTLSMode.
+	TLSMode TLSMode
 	// Warnings are problems found while building the service (an invalid
 	// annotation, a duplicate port); the service is still served with defaults.
 	Warnings []string

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
+	gatewayclient "sigs.k8s.io/gateway-api/pkg/client/clientset/versioned"
 
 	"github.com/sluice-mesh/sluice/discovery"
 	"github.com/sluice-mesh/sluice/xds/debug"
@@ -76,15 +77,30 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("discovery metrics: %w", err)
 	}
+	// Route status: consumes route statuses, writes them while this
+	// replica leads (cluster source only).
+	var statusReporters []discovery.RouteStatusReporter
+	var statusRunners []interface {
+		Run(ctx context.Context) error
+	}
+	if src.gateway != nil {
+		rs, err := newRouteStatus(cfg.leader, src.client, src.gateway, store, reg, log)
+		if err != nil {
+			return err
+		}
+		statusReporters, statusRunners = append(statusReporters, rs.writer), rs.runners
+	}
+
 	coalescer := discovery.NewCoalescer(store, discovery.ConsumerFunc(func(ctx context.Context, u discovery.Update) {
 		xds.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
 		drains.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
 	}), discovery.CoalescerOptions{
-		HoldOff:   cfg.holdOff,
-		MaxDelay:  cfg.maxDelay,
-		Reporters: src.reporters,
-		Metrics:   metrics,
-		Logger:    log.With("component", "discovery"),
+		HoldOff:         cfg.holdOff,
+		MaxDelay:        cfg.maxDelay,
+		Reporters:       src.reporters,
+		StatusReporters: statusReporters,
+		Metrics:         metrics,
+		Logger:          log.With("component", "discovery"),
 	})
 
 	// Debug HTTP: consumes the state of all of the above.
@@ -143,6 +159,9 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	g.Go(func() error { return src.run.Run(ctx) })
 	g.Go(func() error { return coalescer.Run(ctx) })
+	for _, r := range statusRunners {
+		g.Go(func() error { return r.Run(ctx) })
+	}
 	g.Go(func() error { return xds.Serve(ctx, xdsLis) })
 	g.Go(func() error { return drains.Run(ctx) })
 	g.Go(func() error { return serveHTTP(ctx, debugLis, dbg) })
@@ -168,6 +187,8 @@ type source struct {
 	}
 	// client is the API server client; nil with --config-dir.
 	client kubernetes.Interface
+	// gateway is the Gateway API client; nil with --config-dir.
+	gateway gatewayclient.Interface
 	// reporters are told about problems (Events, logs).
 	reporters []discovery.ProblemReporter
 	// fileErrors lists unparsable files (file source only).
@@ -193,13 +214,20 @@ func newSource(cfg serveConfig, store *discovery.Store, log *slog.Logger) (sourc
 	if err != nil {
 		return source{}, fmt.Errorf("kubernetes client: %w", err)
 	}
-	ksrc, err := discovery.NewKubernetesSource(client, store, discovery.KubernetesOptions{Logger: log.With("component", "kubernetes")})
+	gw, err := gatewayclient.NewForConfig(restConfig)
+	if err != nil {
+		return source{}, fmt.Errorf("gateway API client: %w", err)
+	}
+	ksrc, err := discovery.NewKubernetesSource(client, store, discovery.KubernetesOptions{
+		Logger: log.With("component", "kubernetes"), Gateway: gw,
+	})
 	if err != nil {
 		return source{}, fmt.Errorf("kubernetes source: %w", err)
 	}
 	return source{
 		run:        ksrc,
 		client:     client,
+		gateway:    gw,
 		reporters:  []discovery.ProblemReporter{ksrc, logReporter},
 		fileErrors: func() []discovery.FileError { return nil },
 	}, nil

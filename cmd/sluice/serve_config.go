@@ -42,6 +42,7 @@ type serveConfig struct {
 	// validateResources runs the deep validator on every translation.
 	validateResources bool
 	ca                caConfig
+	leader            leaderConfig
 }
 
 func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
@@ -58,6 +59,7 @@ func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.maxMsgBytes, "xds-max-message-bytes", 16<<20, "largest xDS message sent or received, in bytes")
 	fs.BoolVar(&c.validateResources, "validate-resources", false, "run the deep xDS validator on every translation and count failures in sluice_xds_invalid_translations_total (for tests and debugging; costs CPU)")
 	c.ca.addFlags(fs)
+	c.leader.addFlags(fs)
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long open xDS streams get to close before they are cut")
 }
 

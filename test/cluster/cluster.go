@@ -46,6 +46,9 @@ type Options struct {
 	Nodes []Node
 	// StartTimeout bounds Start once the binaries exist; default 2 minutes.
 	StartTimeout time.Duration
+	// SkipGatewayAPI leaves out the Gateway API CRDs, which Start installs
+	// by default (see InstallGatewayAPI).
+	SkipGatewayAPI bool
 }
 
 // Cluster is a running test cluster.
@@ -106,6 +109,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	if err := c.start(ctx, binDir, opts.Nodes); err != nil {
 		return nil, errors.Join(err, c.Stop())
+	}
+	if !opts.SkipGatewayAPI {
+		if err := c.InstallGatewayAPI(ctx); err != nil {
+			return nil, errors.Join(err, c.Stop())
+		}
 	}
 	c.StartupDuration = time.Since(begin)
 	return c, nil
