@@ -15,16 +15,23 @@ import (
 
 // Issuer signs CSRs: the certificate service, seen from the agent.
 type Issuer interface {
-	// CreateCertificate sends a PEM CSR and returns the PEM chain (leaf
-	// first) and trust bundle.
-	CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) (chainPEM, bundlePEM []byte, err error)
+	// CreateCertificate sends a PEM CSR and returns what was issued.
+	CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) (*Issued, error)
+}
+
+// Issued is what the certificate service returns for a CSR.
+type Issued struct {
+	// ChainPEM is the certificate then the intermediates.
+	ChainPEM []byte
+	// TrustBundle is the service's current trust bundle.
+	TrustBundle TrustBundle
 }
 
 // IssuerFunc adapts a function to Issuer.
-type IssuerFunc func(ctx context.Context, csrPEM []byte, ttl time.Duration) ([]byte, []byte, error)
+type IssuerFunc func(ctx context.Context, csrPEM []byte, ttl time.Duration) (*Issued, error)
 
 // CreateCertificate calls f.
-func (f IssuerFunc) CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) ([]byte, []byte, error) {
+func (f IssuerFunc) CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) (*Issued, error) {
 	return f(ctx, csrPEM, ttl)
 }
 
@@ -60,7 +67,12 @@ type Config struct {
 	MaxBackoff time.Duration
 	// RequestTimeout bounds one request to the issuer (30s).
 	RequestTimeout time.Duration
-	Clock          Clock
+	// ApplyDelay is how long after publishing a trust bundle its consumers
+	// are sure to use it, e.g. gRPC's file_watcher refresh interval: only
+	// then is the bundle reported applied (AppliedTrustBundle), which tells
+	// the CA it may sign with a root only that bundle trusts.
+	ApplyDelay time.Duration
+	Clock      Clock
 	// Rand returns numbers in [0,1) for jitter; math/rand/v2 when nil.
 	Rand func() float64
 	Log  *slog.Logger
@@ -78,6 +90,21 @@ type Agent struct {
 	attempts int
 	failures int
 	renewals int
+
+	// wake interrupts Run's wait when a trust bundle arrives.
+	wake chan struct{}
+	// bundleMu guards the trust bundle state below.
+	bundleMu sync.Mutex
+	// watched is the last bundle SetTrustBundle got; watchedNew says Run
+	// has yet to apply it.
+	watched    *TrustBundle
+	watchedNew bool
+	// applied is the version published everywhere ApplyDelay ago,
+	// applyErr why the last bundle could not be applied; appliedChanged is
+	// closed when either changes.
+	applied        uint64
+	applyErr       string
+	appliedChanged chan struct{}
 }
 
 // New returns an agent for cfg.
@@ -113,7 +140,10 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Agent{cfg: cfg, log: cfg.Log.With("component", "agent", "id", cfg.ID.String()), ready: make(chan struct{})}, nil
+	return &Agent{
+		cfg: cfg, log: cfg.Log.With("component", "agent", "id", cfg.ID.String()),
+		ready: make(chan struct{}), wake: make(chan struct{}, 1), appliedChanged: make(chan struct{}),
+	}, nil
 }
 
 // Current is the credentials in use, nil before the first.
@@ -135,16 +165,24 @@ func (a *Agent) Stats() Stats {
 
 // Run obtains credentials and renews them until ctx ends. While the issuer
 // fails it retries with exponential backoff and jitter, and the current
-// credentials stay published. It returns nil when ctx ends.
+// credentials stay published. A trust bundle from SetTrustBundle is
+// published with the current certificate at once, without waiting for the
+// renewal; if the certificate does not verify to it, the certificate is
+// renewed at once too. It returns nil when ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	backoff := a.cfg.MinBackoff
 	// unpublished lists the publishers the current credentials have yet to
 	// reach; nil when all have them.
 	var unpublished []Publisher
 	var renewAt time.Time
+	renewNow := false
+	// apply is the bundle version published everywhere, to be reported
+	// applied at applyAt.
+	var apply *pendingApply
 	for {
 		failed := false
-		if c := a.current.Load(); c == nil || !a.cfg.Clock.Now().Before(renewAt) {
+		now := a.cfg.Clock.Now()
+		if c := a.current.Load(); c == nil || renewNow || !now.Before(renewAt) {
 			next, err := a.obtain(ctx)
 			if ctx.Err() != nil {
 				return nil
@@ -155,9 +193,26 @@ func (a *Agent) Run(ctx context.Context) error {
 			} else {
 				a.current.Store(next)
 				unpublished = append([]Publisher{}, a.cfg.Publishers...) // non-nil: to publish
-				renewAt = a.renewTime(next)
+				renewAt, renewNow = a.renewTime(next), false
 				a.log.Info("obtained certificate", "serial", next.Leaf.SerialNumber.Text(16),
-					"notAfter", next.Leaf.NotAfter.UTC(), "renewAt", renewAt.UTC())
+					"notAfter", next.Leaf.NotAfter.UTC(), "renewAt", renewAt.UTC(), "trustBundleVersion", next.TrustBundleVersion)
+			}
+		}
+		if c := a.current.Load(); c != nil {
+			if b, ok := a.takeWatched(); ok && !c.hasBundle(b) {
+				next, err := c.withTrustBundle(b)
+				if err != nil {
+					a.log.Error("refusing the trust bundle the CA sent", "version", b.Version, "error", err)
+					a.setApplied(a.appliedVersion(), err.Error())
+				} else {
+					a.current.Store(next)
+					unpublished = append([]Publisher{}, a.cfg.Publishers...)
+					a.log.Info("new trust bundle", "version", b.Version, "previous", c.TrustBundleVersion)
+					if !next.verifies(now) {
+						a.log.Info("the certificate does not verify to the new trust bundle; renewing it now")
+						renewNow = true
+					}
+				}
 			}
 		}
 		if c := a.current.Load(); c != nil && unpublished != nil {
@@ -167,24 +222,103 @@ func (a *Agent) Run(ctx context.Context) error {
 			} else {
 				unpublished = nil
 				a.once.Do(func() { close(a.ready) })
+				if v := c.TrustBundleVersion; v != a.appliedVersion() && (apply == nil || apply.version != v) {
+					apply = &pendingApply{version: v, at: now.Add(a.cfg.ApplyDelay)}
+				}
 			}
 		}
-		wait := renewAt.Sub(a.cfg.Clock.Now())
+		if apply != nil && !now.Before(apply.at) {
+			a.setApplied(apply.version, "")
+			apply = nil
+		}
+		wait := renewAt.Sub(now)
+		if renewNow {
+			wait = 0
+		}
+		if apply != nil {
+			wait = min(wait, apply.at.Sub(now))
+		}
 		if failed {
 			wait = backoff/2 + time.Duration(a.cfg.Rand()*float64(backoff/2))
 			backoff = min(2*backoff, a.cfg.MaxBackoff)
 		} else {
 			backoff = a.cfg.MinBackoff
 		}
+		if wait <= 0 {
+			// Due now (a fake clock never fires After(0)).
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-a.cfg.Clock.After(max(wait, 0)):
+		case <-a.wake:
+		case <-a.cfg.Clock.After(wait):
 		}
 	}
 }
 
-// obtain makes a key and has the issuer sign it.
+type pendingApply struct {
+	version uint64
+	at      time.Time
+}
+
+// SetTrustBundle hands the agent a trust bundle pushed by the CA. The
+// latest one wins, whatever its version (a CA made anew starts again at
+// 1). Run publishes it with the current certificate.
+func (a *Agent) SetTrustBundle(b TrustBundle) {
+	a.bundleMu.Lock()
+	a.watched, a.watchedNew = &b, true
+	a.bundleMu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeWatched returns the bundle SetTrustBundle got, once.
+func (a *Agent) takeWatched() (TrustBundle, bool) {
+	a.bundleMu.Lock()
+	defer a.bundleMu.Unlock()
+	if !a.watchedNew {
+		return TrustBundle{}, false
+	}
+	a.watchedNew = false
+	return *a.watched, true
+}
+
+// AppliedTrustBundle returns the trust bundle version published to every
+// publisher at least ApplyDelay ago (0: none yet), why the last bundle
+// received could not be applied (empty if it could), and a channel closed
+// when either changes.
+func (a *Agent) AppliedTrustBundle() (version uint64, applyErr string, changed <-chan struct{}) {
+	a.bundleMu.Lock()
+	defer a.bundleMu.Unlock()
+	return a.applied, a.applyErr, a.appliedChanged
+}
+
+func (a *Agent) appliedVersion() uint64 {
+	v, _, _ := a.AppliedTrustBundle()
+	return v
+}
+
+func (a *Agent) setApplied(version uint64, applyErr string) {
+	a.bundleMu.Lock()
+	defer a.bundleMu.Unlock()
+	if a.applied == version && a.applyErr == applyErr {
+		return
+	}
+	a.applied, a.applyErr = version, applyErr
+	close(a.appliedChanged)
+	a.appliedChanged = make(chan struct{})
+}
+
+// obtain makes a key and has the issuer sign it. The trust bundle is the
+// newer of the one the issuer sent and the last one pushed, and the
+// certificate must verify to it: one that peers holding the newest bundle
+// would refuse is refused.
 func (a *Agent) obtain(ctx context.Context) (*Credentials, error) {
 	a.mu.Lock()
 	a.attempts++
@@ -195,11 +329,17 @@ func (a *Agent) obtain(ctx context.Context) (*Credentials, error) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
-	chain, bundle, err := a.cfg.Issuer.CreateCertificate(rctx, csr, a.cfg.TTL)
+	issued, err := a.cfg.Issuer.CreateCertificate(rctx, csr, a.cfg.TTL)
 	if err != nil {
 		return nil, a.failed(err)
 	}
-	c, err := newCredentials(a.cfg.ID, key, chain, bundle, a.cfg.Clock.Now())
+	bundle := issued.TrustBundle
+	a.bundleMu.Lock()
+	if w := a.watched; w != nil && w.Version >= bundle.Version {
+		bundle, a.watchedNew = *w, false
+	}
+	a.bundleMu.Unlock()
+	c, err := newCredentials(a.cfg.ID, key, issued.ChainPEM, bundle, a.cfg.Clock.Now())
 	if err != nil {
 		return nil, a.failed(fmt.Errorf("refusing what the CA sent: %w", err))
 	}

@@ -20,9 +20,9 @@ func TestAgentRenewsAndKeepsCertificateDuringOutage(t *testing.T) {
 	c := newCA(t, clock.Now)
 	var down atomic.Bool
 	signer := caIssuer(c, time.Hour)
-	issuer := IssuerFunc(func(ctx context.Context, csr []byte, ttl time.Duration) ([]byte, []byte, error) {
+	issuer := IssuerFunc(func(ctx context.Context, csr []byte, ttl time.Duration) (*Issued, error) {
 		if down.Load() {
-			return nil, nil, errors.New("connection refused")
+			return nil, errors.New("connection refused")
 		}
 		return signer(ctx, csr, ttl)
 	})
@@ -113,8 +113,8 @@ func TestAgentRefusesWrongCertificate(t *testing.T) {
 	clock := testingclock.NewFakeClock(t0)
 	c := newCA(t, clock.Now)
 	other := issue(t, c, testID("web"), t0)
-	a, err := New(Config{ID: testID("cart"), Clock: clock, Issuer: IssuerFunc(func(context.Context, []byte, time.Duration) ([]byte, []byte, error) {
-		return other.ChainPEM, other.TrustBundlePEM, nil
+	a, err := New(Config{ID: testID("cart"), Clock: clock, Issuer: IssuerFunc(func(context.Context, []byte, time.Duration) (*Issued, error) {
+		return &Issued{ChainPEM: other.ChainPEM, TrustBundle: TrustBundle{Version: 1, PEM: other.TrustBundlePEM}}, nil
 	})})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	certsv1 "github.com/sluice-mesh/sluice/certs/api/v1"
@@ -34,6 +36,11 @@ type ClientConfig struct {
 	// TokenFile is the projected ServiceAccount token, read at every request
 	// (the kubelet rotates it).
 	TokenFile string
+	// WatchMinBackoff and WatchMaxBackoff bound the wait before reopening a
+	// failed trust bundle watch (1s, 1m).
+	WatchMinBackoff time.Duration
+	WatchMaxBackoff time.Duration
+	Log             *slog.Logger
 }
 
 // Client is the certificate service's client. It implements Issuer.
@@ -41,6 +48,9 @@ type Client struct {
 	conn      *grpc.ClientConn
 	api       certsv1.CertificateServiceClient
 	tokenFile string
+	log       *slog.Logger
+	// watchMin and watchMax bound the watch's reconnection backoff.
+	watchMin, watchMax time.Duration
 
 	mu     sync.Mutex
 	static *x509.CertPool
@@ -64,7 +74,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if !static.AppendCertsFromPEM(cfg.TrustPEM) {
 		return nil, errors.New("certificate client: no root certificate to verify the service with")
 	}
-	c := &Client{tokenFile: cfg.TokenFile, static: static, roots: static}
+	if cfg.WatchMinBackoff <= 0 {
+		cfg.WatchMinBackoff = time.Second
+	}
+	if cfg.WatchMaxBackoff < cfg.WatchMinBackoff {
+		cfg.WatchMaxBackoff = max(time.Minute, cfg.WatchMinBackoff)
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		tokenFile: cfg.TokenFile, static: static, roots: static, log: cfg.Log.With("component", "trust-bundle-watch"),
+		watchMin: cfg.WatchMinBackoff, watchMax: cfg.WatchMaxBackoff,
+	}
 	tlsCfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		ServerName: cfg.ServerName,
@@ -76,6 +98,8 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	conn, err := grpc.NewClient(cfg.Address,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithPerRPCCredentials(tokenCredentials{file: cfg.TokenFile}),
+		// Within the service's keepalive enforcement (20s).
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("certificate client: %w", err)
@@ -88,17 +112,20 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 func (c *Client) Close() error { return c.conn.Close() }
 
 // CreateCertificate implements Issuer.
-func (c *Client) CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) ([]byte, []byte, error) {
+func (c *Client) CreateCertificate(ctx context.Context, csrPEM []byte, ttl time.Duration) (*Issued, error) {
 	req := &certsv1.CreateCertificateRequest{Csr: csrPEM}
 	if ttl > 0 {
 		req.Ttl = durationpb.New(ttl)
 	}
 	resp, err := c.api.CreateCertificate(ctx, req)
 	if err != nil {
-		return nil, nil, fmt.Errorf("certificate service: %w", err)
+		return nil, fmt.Errorf("certificate service: %w", err)
 	}
 	c.trust(resp.GetTrustBundle())
-	return resp.GetCertificateChain(), resp.GetTrustBundle(), nil
+	return &Issued{
+		ChainPEM:    resp.GetCertificateChain(),
+		TrustBundle: TrustBundle{Version: resp.GetTrustBundleVersion(), PEM: resp.GetTrustBundle()},
+	}, nil
 }
 
 // trust adds the roots of a bundle the service sent over a verified

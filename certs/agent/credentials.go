@@ -26,14 +26,26 @@ type Credentials struct {
 	ChainPEM []byte
 	// KeyPEM is the private key, PKCS #8.
 	KeyPEM []byte
-	// TrustBundlePEM is the roots.
-	TrustBundlePEM []byte
+	// TrustBundlePEM is the roots; TrustBundleVersion the CA's number for
+	// them.
+	TrustBundlePEM     []byte
+	TrustBundleVersion uint64
 	// Leaf is the parsed certificate.
 	Leaf *x509.Certificate
 	// Certificate is ChainPEM and KeyPEM for crypto/tls.
 	Certificate tls.Certificate
 	// Roots is TrustBundlePEM as a pool.
 	Roots *x509.CertPool
+
+	// intermediates are the chain's certificates after the leaf.
+	intermediates []*x509.Certificate
+}
+
+// TrustBundle is the mesh's roots with the version the CA numbered them
+// with.
+type TrustBundle struct {
+	Version uint64
+	PEM     []byte
 }
 
 // String describes c without the key.
@@ -57,14 +69,14 @@ func newKeyAndCSR(id identity.ID) (crypto.Signer, []byte, error) {
 
 // newCredentials checks what the CA sent before it is used: the chain is
 // for our key and our ID, and verifies to the bundle now.
-func newCredentials(id identity.ID, key crypto.Signer, chainPEM, bundlePEM []byte, now time.Time) (*Credentials, error) {
+func newCredentials(id identity.ID, key crypto.Signer, chainPEM []byte, bundle TrustBundle, now time.Time) (*Credentials, error) {
 	chain, err := ca.ParseCertificates(chainPEM)
 	if err != nil {
 		return nil, fmt.Errorf("certificate chain: %w", err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(bundlePEM) {
-		return nil, errors.New("trust bundle: no certificate")
+	roots, err := parseBundle(bundle.PEM)
+	if err != nil {
+		return nil, err
 	}
 	leaf := chain[0]
 	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
@@ -73,13 +85,8 @@ func newCredentials(id identity.ID, key crypto.Signer, chainPEM, bundlePEM []byt
 	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != id.String() {
 		return nil, fmt.Errorf("the certificate is for %v, not %s", leaf.URIs, id)
 	}
-	inter := x509.NewCertPool()
-	for _, c := range chain[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
-		return nil, fmt.Errorf("the certificate does not verify to the trust bundle: %w", err)
+	if err := verifyLeaf(leaf, chain[1:], roots, now); err != nil {
+		return nil, fmt.Errorf("the certificate does not verify to the trust bundle (version %d): %w", bundle.Version, err)
 	}
 	keyPEM, err := ca.EncodePrivateKey(key)
 	if err != nil {
@@ -93,7 +100,55 @@ func newCredentials(id identity.ID, key crypto.Signer, chainPEM, bundlePEM []byt
 	}
 	cert.Leaf = leaf
 	return &Credentials{
-		ID: id, ChainPEM: chainPEM, KeyPEM: keyPEM, TrustBundlePEM: bytes.Clone(bundlePEM),
-		Leaf: leaf, Certificate: cert, Roots: roots,
+		ID: id, ChainPEM: chainPEM, KeyPEM: keyPEM, TrustBundlePEM: bytes.Clone(bundle.PEM), TrustBundleVersion: bundle.Version,
+		Leaf: leaf, Certificate: cert, Roots: roots, intermediates: chain[1:],
 	}, nil
+}
+
+// withTrustBundle returns c with another trust bundle: same certificate
+// and key.
+func (c *Credentials) withTrustBundle(b TrustBundle) (*Credentials, error) {
+	roots, err := parseBundle(b.PEM)
+	if err != nil {
+		return nil, err
+	}
+	next := *c
+	next.TrustBundlePEM, next.TrustBundleVersion, next.Roots = bytes.Clone(b.PEM), b.Version, roots
+	return &next, nil
+}
+
+// hasBundle says whether c's trust bundle is b.
+func (c *Credentials) hasBundle(b TrustBundle) bool {
+	return c.TrustBundleVersion == b.Version && bytes.Equal(c.TrustBundlePEM, b.PEM)
+}
+
+// verifies says whether c's certificate verifies to c's trust bundle at now.
+func (c *Credentials) verifies(now time.Time) bool {
+	return verifyLeaf(c.Leaf, c.intermediates, c.Roots, now) == nil
+}
+
+func verifyLeaf(leaf *x509.Certificate, intermediates []*x509.Certificate, roots *x509.CertPool, now time.Time) error {
+	inter := x509.NewCertPool()
+	for _, c := range intermediates {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+	return err
+}
+
+// parseBundle parses a PEM trust bundle: certificates only, at least one.
+func parseBundle(pemData []byte) (*x509.CertPool, error) {
+	certs, err := ca.ParseCertificates(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	roots := x509.NewCertPool()
+	for _, c := range certs {
+		if !c.IsCA {
+			return nil, fmt.Errorf("trust bundle: %q is not a CA certificate", c.Subject)
+		}
+		roots.AddCert(c)
+	}
+	return roots, nil
 }

@@ -32,16 +32,16 @@ func newCA(t *testing.T, now func() time.Time) *ca.CA {
 
 // caIssuer signs directly with c, checking the CSR like the service does.
 func caIssuer(c *ca.CA, ttl time.Duration) IssuerFunc {
-	return func(_ context.Context, csrPEM []byte, _ time.Duration) ([]byte, []byte, error) {
+	return func(_ context.Context, csrPEM []byte, _ time.Duration) (*Issued, error) {
 		csr, id, err := ca.ParseCSR(csrPEM, 8<<10)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		iss, err := c.IssueLeaf(ca.LeafRequest{PublicKey: csr.PublicKey, ID: id, TTL: ttl})
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return iss.ChainPEM, iss.TrustBundlePEM, nil
+		return &Issued{ChainPEM: iss.ChainPEM, TrustBundle: TrustBundle{Version: iss.TrustBundleVersion, PEM: iss.TrustBundlePEM}}, nil
 	}
 }
 
@@ -50,9 +50,9 @@ func issue(t *testing.T, c *ca.CA, id identity.ID, now time.Time) *Credentials {
 	t.Helper()
 	key, csr, err := newKeyAndCSR(id)
 	require.NoError(t, err)
-	chain, bundle, err := caIssuer(c, time.Hour)(context.Background(), csr, 0)
+	iss, err := caIssuer(c, time.Hour)(context.Background(), csr, 0)
 	require.NoError(t, err)
-	creds, err := newCredentials(id, key, chain, bundle, now)
+	creds, err := newCredentials(id, key, iss.ChainPEM, iss.TrustBundle, now)
 	require.NoError(t, err)
 	return creds
 }

@@ -115,7 +115,7 @@ func TestAgentWithAnotherServiceAccountsTokenGetsNothing(t *testing.T) {
 	defer cl.Close()
 	_, csr, err := newKeyAndCSR(testID("cart"))
 	require.NoError(t, err)
-	_, _, err = cl.CreateCertificate(context.Background(), csr, 0)
+	_, err = cl.CreateCertificate(context.Background(), csr, 0)
 	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 }
 
@@ -134,7 +134,7 @@ func TestClientVerifiesTheService(t *testing.T) {
 		_, csr, err := newKeyAndCSR(testID("cart"))
 		require.NoError(t, err)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, _, err = cl.CreateCertificate(ctx, csr, 0)
+		_, err = cl.CreateCertificate(ctx, csr, 0)
 		cancel()
 		cl.Close()
 		assert.ErrorContains(t, err, "verifying the certificate service", name)

@@ -19,6 +19,10 @@ type Options struct {
 	// Backdate is how far before now certificates start; DefaultBackdate
 	// when zero.
 	Backdate time.Duration
+	// BundleVersion numbers the trust bundle (the roots) so that agents can
+	// acknowledge the bundle they hold; 1 when zero. It changes whenever
+	// the roots do (see State.TrustBundleVersion).
+	BundleVersion uint64
 }
 
 // CA signs certificates with an intermediate. It is immutable and safe for
@@ -29,6 +33,7 @@ type CA struct {
 	backdate  time.Duration
 	roots     *x509.CertPool
 	bundlePEM []byte
+	bundleVer uint64
 	chainPEM  []byte // the intermediates, appended to every leaf
 }
 
@@ -40,6 +45,9 @@ func New(m *Material, opts Options) (*CA, error) {
 	if opts.Backdate == 0 {
 		opts.Backdate = DefaultBackdate
 	}
+	if opts.BundleVersion == 0 {
+		opts.BundleVersion = 1
+	}
 	if err := m.Validate(opts.Now()); err != nil {
 		return nil, err
 	}
@@ -49,6 +57,7 @@ func New(m *Material, opts Options) (*CA, error) {
 		backdate:  opts.Backdate,
 		roots:     m.rootPool(),
 		bundlePEM: EncodeCertificates(m.Roots...),
+		bundleVer: opts.BundleVersion,
 		chainPEM:  EncodeCertificates(m.Intermediates...),
 	}, nil
 }
@@ -58,6 +67,9 @@ func (c *CA) Material() *Material { return c.m }
 
 // TrustBundlePEM is the roots, PEM. Do not modify it.
 func (c *CA) TrustBundlePEM() []byte { return c.bundlePEM }
+
+// TrustBundleVersion numbers TrustBundlePEM.
+func (c *CA) TrustBundleVersion() uint64 { return c.bundleVer }
 
 // Roots is the trust bundle as a pool. Do not modify it.
 func (c *CA) Roots() *x509.CertPool { return c.roots }
@@ -69,6 +81,8 @@ type Issued struct {
 	ChainPEM []byte
 	// TrustBundlePEM is the roots, PEM.
 	TrustBundlePEM []byte
+	// TrustBundleVersion numbers TrustBundlePEM.
+	TrustBundleVersion uint64
 }
 
 // LeafRequest asks for a workload certificate.
@@ -144,5 +158,5 @@ func (c *CA) issue(pub crypto.PublicKey, ttl time.Duration, tmpl *x509.Certifica
 		return nil, fmt.Errorf("parsing signed certificate: %w", err)
 	}
 	chain := append(EncodeCertificates(cert), c.chainPEM...)
-	return &Issued{Certificate: cert, ChainPEM: chain, TrustBundlePEM: c.bundlePEM}, nil
+	return &Issued{Certificate: cert, ChainPEM: chain, TrustBundlePEM: c.bundlePEM, TrustBundleVersion: c.bundleVer}, nil
 }

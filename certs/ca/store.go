@@ -13,15 +13,31 @@ var (
 	ErrNotFound = errors.New("no CA stored")
 	// ErrExists is returned by Store.Create when a CA is already stored.
 	ErrExists = errors.New("a CA is already stored")
+	// ErrConflict is returned by Store.Update when the stored state changed
+	// since it was loaded: load it again and retry.
+	ErrConflict = errors.New("the stored CA changed since it was read")
 )
 
-// Store keeps the CA material. Create must be create-if-absent: of two
-// replicas creating at once, one wins and the other gets ErrExists.
+// Store keeps the CA material and the state of its rotation. Create must be
+// create-if-absent: of two replicas creating at once, one wins and the
+// other gets ErrExists. Update must be compare-and-swap: of two replicas
+// updating the same revision, one wins and the other gets ErrConflict.
 type Store interface {
 	// Load returns the stored material, not validated, or ErrNotFound.
 	Load(ctx context.Context) (*Material, error)
 	// Create stores m unless material is already stored (ErrExists).
 	Create(ctx context.Context, m *Material) error
+	// LoadState returns everything stored, not validated, or ErrNotFound.
+	LoadState(ctx context.Context) (*State, error)
+	// Update replaces the material, next material, rotation and reports
+	// with s's if the store is still at s.Revision, else ErrConflict. It
+	// returns the new revision. s.Request is not written.
+	Update(ctx context.Context, s *State) (revision string, err error)
+	// RequestRotation records r for the leader to act upon, replacing an
+	// earlier request.
+	RequestRotation(ctx context.Context, r RotationRequest) error
+	// Report records a replica's report, replacing its previous one.
+	Report(ctx context.Context, r ReplicaReport) error
 	// String says where the material is, for logs.
 	String() string
 }

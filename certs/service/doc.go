@@ -2,8 +2,12 @@
 // certs/api/v1 served over TLS. It authenticates the caller's bearer token
 // (certs/authn), checks that the CSR asks for the caller's own SPIFFE ID,
 // limits the rate per identity, and signs with the current CA (certs/ca).
+// WatchTrustBundle streams the trust bundle to agents as it changes and
+// records in Agents the version each has applied, which the CA rotation
+// (certs/rotation) waits for.
 //
-// Consumes: CSRs with ServiceAccount tokens. Produces: certificate chains
-// and the trust bundle; metrics of issued certificates and refusals by
-// reason.
+// Consumes: CSRs with ServiceAccount tokens; the CA in use and its changes;
+// agents' acknowledgements. Produces: certificate chains and the trust
+// bundle; Agents; metrics of issued certificates, refusals by reason and
+// agents by bundle version.
 package service

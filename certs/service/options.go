@@ -22,6 +22,7 @@ const (
 	DefaultRate        = rate.Limit(10)
 	DefaultBurst       = 100
 	DefaultServingTTL  = 24 * time.Hour
+	DefaultMaxWatchAge = 30 * time.Minute
 	// maxMessageBytes bounds whole requests; a CSR over MaxCSRBytes but
 	// under this gets a clear InvalidArgument, a larger message is refused
 	// by gRPC itself (ResourceExhausted).
@@ -32,6 +33,17 @@ const (
 type Options struct {
 	// CA returns the CA that signs now (a rotation changes it). Required.
 	CA func() *ca.CA
+	// CAChanges returns a channel closed when CA's result changes (e.g.
+	// ca.Source.Changed), so that new trust bundles are pushed to agents
+	// at once. Nil: the CA never changes.
+	CAChanges func() <-chan struct{}
+	// Agents records the agents watching the trust bundle; a new registry
+	// when nil. Pass one to share it with the CA rotation.
+	Agents *Agents
+	// MaxWatchAge is how long a WatchTrustBundle stream lasts (with 10%
+	// jitter) before the server ends it and the agent reconnects,
+	// presenting a fresh token (30m).
+	MaxWatchAge time.Duration
 	// Authenticator checks the callers' tokens. Required.
 	Authenticator authn.Authenticator
 	// AuthenticatorName describes it for logs and /debug, e.g.
@@ -109,6 +121,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Rate < 0 || o.Burst < 1 {
 		errs = append(errs, fmt.Errorf("rate %v and burst %d must be positive", o.Rate, o.Burst))
+	}
+	if o.MaxWatchAge == 0 {
+		o.MaxWatchAge = DefaultMaxWatchAge
 	}
 	if o.ServingTTL == 0 {
 		o.ServingTTL = DefaultServingTTL

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
@@ -31,7 +32,11 @@ type Service struct {
 	metrics *metrics
 	limiter *identityLimiter
 	serving *servingCertificate
+	agents  *Agents
 	started atomic.Bool
+	// stopping is closed when Serve's context ends, ending watch streams
+	// so that the server can stop gracefully.
+	stopping chan struct{}
 }
 
 // New returns the service configured by opts.
@@ -40,15 +45,21 @@ func New(opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(opts.Registerer, opts.CA)
+	agents := opts.Agents
+	if agents == nil {
+		agents = NewAgents()
+	}
+	m, err := newMetrics(opts.Registerer, opts.CA, agents)
 	if err != nil {
 		return nil, err
 	}
 	return &Service{
-		opts:    opts,
-		log:     opts.Log.With("component", "certificates"),
-		metrics: m,
-		limiter: newIdentityLimiter(opts.Rate, opts.Burst),
+		opts:     opts,
+		log:      opts.Log.With("component", "certificates"),
+		metrics:  m,
+		limiter:  newIdentityLimiter(opts.Rate, opts.Burst),
+		agents:   agents,
+		stopping: make(chan struct{}),
 		serving: &servingCertificate{
 			current: opts.CA, dnsNames: opts.ServingDNSNames, id: opts.ServingID,
 			ttl: opts.ServingTTL, now: opts.Now,
@@ -76,6 +87,10 @@ func (s *Service) Serve(ctx context.Context, lis net.Listener) error {
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
 		grpc.MaxRecvMsgSize(maxMessageBytes),
+		// Watch streams are idle for hours: ping so that dead peers and
+		// idle-killing middleboxes are noticed.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 20 * time.Second, PermitWithoutStream: true}),
 	)
 	certsv1.RegisterCertificateServiceServer(gs, s)
 	errc := make(chan error, 1)
@@ -87,6 +102,7 @@ func (s *Service) Serve(ctx context.Context, lis net.Listener) error {
 		return fmt.Errorf("certificate service on %s: %w", lis.Addr(), err)
 	case <-ctx.Done():
 	}
+	close(s.stopping)
 	stopped := make(chan struct{})
 	go func() { gs.GracefulStop(); close(stopped) }()
 	select {
@@ -105,23 +121,9 @@ func (s *Service) Serve(ctx context.Context, lis net.Listener) error {
 // CSR against the caller's identity, sign. Each refusal has its own code and
 // reason; nothing is signed on any of them.
 func (s *Service) CreateCertificate(ctx context.Context, req *certsv1.CreateCertificateRequest) (*certsv1.CreateCertificateResponse, error) {
-	token, err := bearerToken(ctx)
+	p, err := s.authenticate(ctx, "certificate")
 	if err != nil {
-		return nil, s.refuse(ctx, nil, reasonNoToken, codes.Unauthenticated, err.Error())
-	}
-	p, err := s.opts.Authenticator.Authenticate(ctx, token)
-	switch {
-	case errors.Is(err, authn.ErrUnauthenticated):
-		return nil, s.refuse(ctx, nil, reasonBadToken, codes.Unauthenticated, "token refused: "+err.Error())
-	case errors.Is(err, authn.ErrNotServiceAccount):
-		return nil, s.refuse(ctx, nil, reasonNotSA, codes.PermissionDenied, "certificates are for service accounts: "+err.Error())
-	case err != nil:
-		s.log.Warn("could not check a token", "error", err)
-		return nil, s.refuse(ctx, nil, reasonAuthnUnavailable, codes.Unavailable, "the token could not be checked now; retry later")
-	}
-	if !s.limiter.allow(p.Namespace+"/"+p.ServiceAccount, s.opts.Now()) {
-		return nil, s.refuse(ctx, &p, reasonRateLimited, codes.ResourceExhausted,
-			fmt.Sprintf("too many certificate requests for %s/%s; retry later", p.Namespace, p.ServiceAccount))
+		return nil, err
 	}
 	csr, id, err := ca.ParseCSR(req.GetCsr(), s.opts.MaxCSRBytes)
 	if ce := (*ca.CSRError)(nil); errors.As(err, &ce) {
@@ -151,9 +153,35 @@ func (s *Service) CreateCertificate(ctx context.Context, req *certsv1.CreateCert
 	s.log.Info("issued certificate", "id", id.String(), "pod", p.Pod, "serial", issued.Certificate.SerialNumber.Text(16),
 		"notAfter", issued.Certificate.NotAfter.UTC(), "peer", peerAddr(ctx))
 	return &certsv1.CreateCertificateResponse{
-		CertificateChain: issued.ChainPEM,
-		TrustBundle:      issued.TrustBundlePEM,
+		CertificateChain:   issued.ChainPEM,
+		TrustBundle:        issued.TrustBundlePEM,
+		TrustBundleVersion: issued.TrustBundleVersion,
 	}, nil
+}
+
+// authenticate checks the caller's bearer token and the rate of its
+// identity's requests (what names the request in a refusal). A refusal is
+// counted and logged, and returned as the status error to send.
+func (s *Service) authenticate(ctx context.Context, what string) (authn.Principal, error) {
+	token, err := bearerToken(ctx)
+	if err != nil {
+		return authn.Principal{}, s.refuse(ctx, nil, reasonNoToken, codes.Unauthenticated, err.Error())
+	}
+	p, err := s.opts.Authenticator.Authenticate(ctx, token)
+	switch {
+	case errors.Is(err, authn.ErrUnauthenticated):
+		return p, s.refuse(ctx, nil, reasonBadToken, codes.Unauthenticated, "token refused: "+err.Error())
+	case errors.Is(err, authn.ErrNotServiceAccount):
+		return p, s.refuse(ctx, nil, reasonNotSA, codes.PermissionDenied, "certificates are for service accounts: "+err.Error())
+	case err != nil:
+		s.log.Warn("could not check a token", "error", err)
+		return p, s.refuse(ctx, nil, reasonAuthnUnavailable, codes.Unavailable, "the token could not be checked now; retry later")
+	}
+	if !s.limiter.allow(p.Namespace+"/"+p.ServiceAccount, s.opts.Now()) {
+		return p, s.refuse(ctx, &p, reasonRateLimited, codes.ResourceExhausted,
+			fmt.Sprintf("too many %s requests for %s/%s; retry later", what, p.Namespace, p.ServiceAccount))
+	}
+	return p, nil
 }
 
 // ttl is the lifetime to sign for: the default when none is asked, capped
@@ -185,7 +213,7 @@ func (s *Service) refuse(ctx context.Context, p *authn.Principal, reason string,
 	if p != nil {
 		attrs = append(attrs, "namespace", p.Namespace, "serviceAccount", p.ServiceAccount, "pod", p.Pod)
 	}
-	s.log.Info("refused certificate request", attrs...)
+	s.log.Info("refused request", attrs...)
 	return status.Error(code, msg)
 }
 
@@ -206,17 +234,26 @@ type DebugInfo struct {
 	MaxTTL          string          `json:"maxTTL"`
 	ServingDNSNames []string        `json:"servingDNSNames"`
 	CA              ca.MaterialInfo `json:"ca"`
+	// TrustBundleVersion is the version pushed to agents; Agents are those
+	// watching it on this replica, with the version each applied.
+	TrustBundleVersion uint64        `json:"trustBundleVersion"`
+	Agents             []AgentStatus `json:"agents"`
 }
 
 // Debug returns the DebugInfo (for a debug.Section's Data).
 func (s *Service) Debug() any {
 	return DebugInfo{
-		TrustDomain:     s.opts.TrustDomain,
-		Authenticator:   s.opts.AuthenticatorName,
-		DefaultTTL:      s.opts.DefaultTTL.String(),
-		MinTTL:          s.opts.MinTTL.String(),
-		MaxTTL:          s.opts.MaxTTL.String(),
-		ServingDNSNames: s.opts.ServingDNSNames,
-		CA:              s.opts.CA().Material().Info(),
+		TrustDomain:        s.opts.TrustDomain,
+		Authenticator:      s.opts.AuthenticatorName,
+		DefaultTTL:         s.opts.DefaultTTL.String(),
+		MinTTL:             s.opts.MinTTL.String(),
+		MaxTTL:             s.opts.MaxTTL.String(),
+		ServingDNSNames:    s.opts.ServingDNSNames,
+		CA:                 s.opts.CA().Material().Info(),
+		TrustBundleVersion: s.opts.CA().TrustBundleVersion(),
+		Agents:             s.agents.List(),
 	}
 }
+
+// Agents are the agents watching the trust bundle on this replica.
+func (s *Service) Agents() *Agents { return s.agents }

@@ -28,7 +28,11 @@ pod), sends a CSR for spiffe://<trust-domain>/ns/<namespace>/sa/<service-account
 to Sluice's certificate service with the pod's projected ServiceAccount token
 (audience "sluice"), and renews at about half of the certificate's life,
 retrying with backoff while the service is unreachable and keeping the valid
-certificate meanwhile. It hands the certificate out in two ways:
+certificate meanwhile. It also watches the trust bundle (WatchTrustBundle): a
+CA rotation's new roots are handed out at once, without waiting for the
+renewal, and acknowledged once applied (for --cert-dir, after gRPC's refresh
+interval), which is what lets Sluice switch roots without failing a request.
+It hands the certificate out in two ways:
 
   --sds-socket PATH   SDS for a local Envoy: secrets "default" (certificate and
                       key) and "ROOTCA" (trust bundle). Envoy must run as the
@@ -78,7 +82,7 @@ func (c *agentConfig) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.grpcBootstrap, "grpc-bootstrap", "", "with --cert-dir: write the gRPC xDS bootstrap here")
 	fs.DurationVar(&c.refresh, "grpc-certificate-refresh", bootstrap.DefaultCertificateRefresh, "how often gRPC re-reads the certificate files (in the bootstrap)")
 	fs.StringVar(&c.workload.XDSAddress, "xds-address", "", "with --grpc-bootstrap: the Sluice xDS address as host:port")
-	fs.StringVar(&c.workload.Pod, "name", "", "with --grpc-bootstrap: the pod's name")
+	fs.StringVar(&c.workload.Pod, "name", "", "the pod's name: shown in Sluice's /debug beside the trust bundle it holds, and put in the gRPC bootstrap")
 	fs.StringVar(&c.workload.NodeID, "node-id", "", `with --grpc-bootstrap: xDS node id (default "<name>.<namespace>")`)
 	fs.StringVar(&c.workload.IP, "ip", "", "with --grpc-bootstrap: the pod's IP")
 	fs.StringVar(&c.workload.Zone, "zone", "", "with --grpc-bootstrap: the pod's zone")
@@ -146,7 +150,7 @@ func runCertificateAgent(ctx context.Context, cfg agentConfig, log *slog.Logger)
 		return fmt.Errorf("--ca-trust-file: %w", err)
 	}
 	client, err := agent.NewClient(agent.ClientConfig{
-		Address: cfg.caAddress, ServerName: cfg.caServerName, TrustPEM: trust, TokenFile: cfg.tokenFile,
+		Address: cfg.caAddress, ServerName: cfg.caServerName, TrustPEM: trust, TokenFile: cfg.tokenFile, Log: log,
 	})
 	if err != nil {
 		return err
@@ -175,17 +179,30 @@ func runCertificateAgent(ctx context.Context, cfg agentConfig, log *slog.Logger)
 			publishers = append(publishers, agent.BootstrapFile{Path: cfg.grpcBootstrap, Content: content})
 		}
 	}
-	a, err := agent.New(agent.Config{ID: id, Issuer: client, TTL: cfg.ttl, Publishers: publishers, Log: log})
+	a, err := agent.New(agent.Config{ID: id, Issuer: client, TTL: cfg.ttl, Publishers: publishers, ApplyDelay: applyDelay(cfg), Log: log})
 	if err != nil {
 		return err
 	}
 	log.Info("certificate agent starting", "id", id.String(), "ca", cfg.caAddress, "sds", cfg.sdsSocket, "certDir", cfg.certDir)
 	g.Go(func() error { return a.Run(ctx) })
+	g.Go(func() error { return client.WatchTrustBundle(ctx, cfg.workload.Pod, a) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// applyDelay is how long after publishing a trust bundle the workload is
+// sure to use it: gRPC re-reads the files every --grpc-certificate-refresh;
+// Envoy applies an SDS push at once. A second more for slow disks and
+// schedulers.
+func applyDelay(cfg agentConfig) time.Duration {
+	d := time.Second
+	if cfg.certDir != "" {
+		d += cfg.refresh
+	}
+	return d
 }
 
 // agentIdentity is the SPIFFE ID from the flags, the token filling in what

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/sluice-mesh/sluice/certs/ca"
-	"github.com/sluice-mesh/sluice/certs/service"
 )
 
 // The file source, end to end: `sluice serve`'s certificate service with a
@@ -39,7 +38,7 @@ func TestAgentAgainstFileSourceCertificateService(t *testing.T) {
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- svc.Serve(ctx, lis) }()
-	assert.Contains(t, svc.Debug().(service.DebugInfo).Authenticator, "DEVELOPMENT ONLY")
+	assert.Contains(t, svc.Debug().(caDebug).Service.Authenticator, "DEVELOPMENT ONLY")
 
 	tokenFile := filepath.Join(dir, "token")
 	require.NoError(t, os.WriteFile(tokenFile, []byte("dev-cart"), 0o600))
@@ -54,7 +53,7 @@ func TestAgentAgainstFileSourceCertificateService(t *testing.T) {
 			"--ca-trust-file=" + filepath.Join(caDir, ca.FileRootCert), "--token-file=" + tokenFile,
 			"--namespace=shop", "--service-account=cart",
 			"--cert-dir=" + certDir, "--grpc-bootstrap=" + bootstrapFile, "--sds-socket=" + sock,
-			"--xds-address=127.0.0.1:15010", "--name=cart-1",
+			"--xds-address=127.0.0.1:15010", "--name=cart-1", "--grpc-certificate-refresh=100ms",
 		}, stdout, stderr)
 	}()
 
@@ -72,6 +71,14 @@ func TestAgentAgainstFileSourceCertificateService(t *testing.T) {
 	fi, err = os.Stat(sock)
 	require.NoError(t, err)
 	assert.Equal(t, os.ModeSocket, fi.Mode().Type())
+
+	// The agent watches the trust bundle and acknowledges it once gRPC's
+	// refresh interval has passed.
+	require.Eventually(t, func() bool {
+		agents := svc.Debug().(caDebug).Service.Agents
+		return len(agents) == 1 && agents[0].Pod == "cart-1" && agents[0].AppliedVersion == 1
+	}, 20*time.Second, 20*time.Millisecond, "stderr: %s", stderr)
+	assert.Equal(t, "spiffe://cluster.local/ns/shop/sa/cart", svc.Debug().(caDebug).Service.Agents[0].ID)
 
 	cancel()
 	require.NoError(t, <-agentDone)

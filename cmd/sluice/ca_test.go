@@ -13,7 +13,6 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/sluice-mesh/sluice/certs/ca"
-	"github.com/sluice-mesh/sluice/certs/service"
 )
 
 func parseCAFlags(t *testing.T, args ...string) caConfig {
@@ -43,6 +42,9 @@ func TestCAConfigValidate(t *testing.T) {
 		"bad trust domain":        {[]string{"--trust-domain=Example.COM"}, false, "--trust-domain"},
 		"bad address":             {[]string{"--ca-address=15012"}, false, "--ca-address"},
 		"no rate":                 {[]string{"--ca-rate=0"}, false, "--ca-rate"},
+		"threshold":               {[]string{"--ca-rotation-threshold=1"}, false, "--ca-rotation-threshold"},
+		"intermediate over root":  {[]string{"--ca-root-ttl=24h", "--ca-intermediate-ttl=48h"}, false, "--ca-intermediate-ttl"},
+		"short bundle timeout":    {[]string{"--ca-bundle-timeout=5s"}, false, "--ca-bundle-timeout"},
 	} {
 		err := parseCAFlags(t, tc.args...).validate(tc.fileSource)
 		assert.ErrorContains(t, err, tc.want, name)
@@ -62,13 +64,13 @@ func TestCertificateServiceKeepsCAInSecret(t *testing.T) {
 	require.NotNil(t, svc)
 	sec, err := client.CoreV1().Secrets("mesh-system").Get(ctx, ca.DefaultSecretName, metav1.GetOptions{})
 	require.NoError(t, err)
-	info := svc.Debug().(service.DebugInfo)
+	info := svc.Debug().(caDebug).Service
 	assert.Equal(t, []string{"sluice.mesh-system.svc", "sluice.mesh-system.svc.cluster.local"}, info.ServingDNSNames)
 	assert.Contains(t, info.Authenticator, "TokenReview")
 
 	again, err := newCertificateService(ctx, cfg, client, prometheus.NewRegistry(), log)
 	require.NoError(t, err)
-	assert.Equal(t, info.CA.Intermediates[0].SHA256, again.Debug().(service.DebugInfo).CA.Intermediates[0].SHA256)
+	assert.Equal(t, info.CA.Intermediates[0].SHA256, again.Debug().(caDebug).Service.CA.Intermediates[0].SHA256)
 	sec2, err := client.CoreV1().Secrets("mesh-system").Get(ctx, ca.DefaultSecretName, metav1.GetOptions{})
 	require.NoError(t, err)
 	assert.Equal(t, sec.Data, sec2.Data, "the Secret is not rewritten")

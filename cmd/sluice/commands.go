@@ -30,6 +30,7 @@ func commands() []command {
 		{"agent", "run beside a workload: obtain and renew its mTLS certificate; serve it over SDS and as files", runAgent, []command{
 			{"wait-drained", "preStop hook: wait until no proxy sends new requests to this pod", runWaitDrained, nil},
 		}},
+		{"ca", "inspect and rotate the CA: sluice ca status | rotate [--intermediate] [--wait]", runCA, nil},
 		{"bootstrap", "print the bootstrap file a proxyless gRPC client or an Envoy sidecar needs to reach Sluice", runBootstrap, nil},
 		{"version", "print the version of this binary", runVersion, nil},
 	}

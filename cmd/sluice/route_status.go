@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
@@ -27,38 +26,31 @@ func (c *leaderConfig) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.id, "leader-election-id", discovery.DefaultLeaderElectionID, "name of the leader election Lease")
 }
 
-// routeStatus is the route status writer and what decides when it writes.
-type routeStatus struct {
-	// runners are the leader elector (when electing) and the writer.
-	runners []interface {
-		Run(ctx context.Context) error
+// newLeader returns what decides whether this replica writes to the API
+// server (route status, CA rotations): a Lease-based elector to run, or, with
+// election off, a replica that always leads (and no runner).
+func newLeader(cfg leaderConfig, client kubernetes.Interface, reg prometheus.Registerer, log *slog.Logger) (discovery.Leader, runner, error) {
+	if !cfg.elect {
+		return discovery.AlwaysLeader{}, nil, nil
 	}
-	writer *discovery.RouteStatusWriter
+	el, err := discovery.NewLeaderElector(client, discovery.LeaderElectionConfig{Namespace: cfg.namespace, Name: cfg.id},
+		reg, log.With("component", "leader-election"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("leader election: %w", err)
+	}
+	return el, el, nil
 }
 
-// newRouteStatus returns the route status writer of a cluster source:
+// newRouteStatusWriter returns the route status writer of a cluster source:
 // it consumes route statuses from the coalescer and writes them through gw
 // while this replica leads.
-func newRouteStatus(cfg leaderConfig, client kubernetes.Interface, gw gatewayclient.Interface, store *discovery.Store,
-	reg prometheus.Registerer, log *slog.Logger) (*routeStatus, error) {
-	var leader discovery.Leader = discovery.AlwaysLeader{}
-	rs := &routeStatus{}
-	if cfg.elect {
-		el, err := discovery.NewLeaderElector(client, discovery.LeaderElectionConfig{Namespace: cfg.namespace, Name: cfg.id},
-			reg, log.With("component", "leader-election"))
-		if err != nil {
-			return nil, err
-		}
-		leader = el
-		rs.runners = append(rs.runners, el)
-	}
+func newRouteStatusWriter(leader discovery.Leader, gw gatewayclient.Interface, store *discovery.Store,
+	reg prometheus.Registerer, log *slog.Logger) (*discovery.RouteStatusWriter, error) {
 	w, err := discovery.NewRouteStatusWriter(gw, store, leader, discovery.RouteStatusWriterOptions{
 		Registerer: reg, Logger: log.With("component", "route-status"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("route status: %w", err)
 	}
-	rs.writer = w
-	rs.runners = append(rs.runners, w)
-	return rs, nil
+	return w, nil
 }

@@ -53,8 +53,24 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		return err
 	}
 
-	// Certificate service: consumes workload CSRs and tokens, produces
-	// certificates signed by the Sluice CA. Nil when turned off.
+	// Leadership: decides the one replica that writes to the API server
+	// (route status, CA rotations); every replica serves xDS.
+	var runners []runner
+	var leader discovery.Leader = discovery.AlwaysLeader{}
+	if src.client != nil {
+		var elector runner
+		if leader, elector, err = newLeader(cfg.leader, src.client, reg, log); err != nil {
+			return err
+		}
+		if elector != nil {
+			runners = append(runners, elector)
+		}
+	}
+
+	// Certificate authority: consumes workload CSRs and tokens, produces
+	// certificates signed by the Sluice CA, and rotates the CA while this
+	// replica leads. Nil when turned off.
+	cfg.ca.isLeader = leader.IsLeader
 	certs, err := newCertificateService(ctx, cfg.ca, src.client, reg, log)
 	if err != nil {
 		return fmt.Errorf("certificate service: %w", err)
@@ -80,15 +96,13 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	// Route status: consumes route statuses, writes them while this
 	// replica leads (cluster source only).
 	var statusReporters []discovery.RouteStatusReporter
-	var statusRunners []interface {
-		Run(ctx context.Context) error
-	}
 	if src.gateway != nil {
-		rs, err := newRouteStatus(cfg.leader, src.client, src.gateway, store, reg, log)
+		w, err := newRouteStatusWriter(leader, src.gateway, store, reg, log)
 		if err != nil {
 			return err
 		}
-		statusReporters, statusRunners = append(statusReporters, rs.writer), rs.runners
+		statusReporters = append(statusReporters, w)
+		runners = append(runners, w)
 	}
 
 	coalescer := discovery.NewCoalescer(store, discovery.ConsumerFunc(func(ctx context.Context, u discovery.Update) {
@@ -159,7 +173,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	g.Go(func() error { return src.run.Run(ctx) })
 	g.Go(func() error { return coalescer.Run(ctx) })
-	for _, r := range statusRunners {
+	for _, r := range runners {
 		g.Go(func() error { return r.Run(ctx) })
 	}
 	g.Go(func() error { return xds.Serve(ctx, xdsLis) })
@@ -180,11 +194,14 @@ type problemsPage struct {
 	Translation []string              `json:"translation"`
 }
 
+// runner is a component with a blocking Run.
+type runner interface {
+	Run(ctx context.Context) error
+}
+
 // source is where the mesh's objects come from.
 type source struct {
-	run interface {
-		Run(ctx context.Context) error
-	}
+	run runner
 	// client is the API server client; nil with --config-dir.
 	client kubernetes.Interface
 	// gateway is the Gateway API client; nil with --config-dir.

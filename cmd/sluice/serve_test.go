@@ -118,7 +118,12 @@ func TestServeFileSource(t *testing.T) {
 	rpcCtx, rpcCancel := context.WithTimeout(ctx, 60*time.Second)
 	defer rpcCancel()
 
-	counts, err := xdsclient.Spread(rpcCtx, cc, 300, grpc.WaitForReady(true))
+	// Round robin only picks connected endpoints: wait until all three are.
+	require.Eventually(t, func() bool {
+		c, err := xdsclient.Spread(rpcCtx, cc, 30, grpc.WaitForReady(true))
+		return err == nil && len(c) == 3
+	}, 30*time.Second, 20*time.Millisecond, "RPCs never reached all three backends")
+	counts, err := xdsclient.Spread(rpcCtx, cc, 300)
 	require.NoError(t, err)
 	for i := 1; i <= 3; i++ {
 		assert.InDelta(t, 100, counts["greeter-"+strconv.Itoa(i)], 25, "round robin over three endpoints: %s", counts)

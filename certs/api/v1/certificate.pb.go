@@ -88,9 +88,11 @@ type CreateCertificateResponse struct {
 	// PEM: the issued certificate first, then the intermediates (not the root).
 	CertificateChain []byte `protobuf:"bytes,1,opt,name=certificate_chain,json=certificateChain,proto3" json:"certificate_chain,omitempty"`
 	// PEM: the roots to trust for peers of the mesh.
-	TrustBundle   []byte `protobuf:"bytes,2,opt,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TrustBundle []byte `protobuf:"bytes,2,opt,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
+	// The version of trust_bundle, as in TrustBundle.version.
+	TrustBundleVersion uint64 `protobuf:"varint,3,opt,name=trust_bundle_version,json=trustBundleVersion,proto3" json:"trust_bundle_version,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *CreateCertificateResponse) Reset() {
@@ -137,6 +139,135 @@ func (x *CreateCertificateResponse) GetTrustBundle() []byte {
 	return nil
 }
 
+func (x *CreateCertificateResponse) GetTrustBundleVersion() uint64 {
+	if x != nil {
+		return x.TrustBundleVersion
+	}
+	return 0
+}
+
+type TrustBundle struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Numbers the bundle; it changes whenever the roots do. Versions grow
+	// while a CA lives; a CA made anew starts again at 1.
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// PEM: the roots to trust for peers of the mesh.
+	TrustBundle   []byte `protobuf:"bytes,2,opt,name=trust_bundle,json=trustBundle,proto3" json:"trust_bundle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrustBundle) Reset() {
+	*x = TrustBundle{}
+	mi := &file_certificate_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrustBundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrustBundle) ProtoMessage() {}
+
+func (x *TrustBundle) ProtoReflect() protoreflect.Message {
+	mi := &file_certificate_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrustBundle.ProtoReflect.Descriptor instead.
+func (*TrustBundle) Descriptor() ([]byte, []int) {
+	return file_certificate_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *TrustBundle) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TrustBundle) GetTrustBundle() []byte {
+	if x != nil {
+		return x.TrustBundle
+	}
+	return nil
+}
+
+type TrustBundleAck struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pod the agent runs in, shown in Sluice's /debug when the token
+	// does not name it.
+	Pod string `protobuf:"bytes,1,opt,name=pod,proto3" json:"pod,omitempty"`
+	// The version the agent has applied: its certificate files rewritten,
+	// its SDS secrets pushed, and the consumers' refresh interval waited.
+	// 0: none yet.
+	AppliedVersion uint64 `protobuf:"varint,2,opt,name=applied_version,json=appliedVersion,proto3" json:"applied_version,omitempty"`
+	// Why the last bundle received could not be applied, if it could not
+	// (applied_version is then the one still in use).
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TrustBundleAck) Reset() {
+	*x = TrustBundleAck{}
+	mi := &file_certificate_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TrustBundleAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TrustBundleAck) ProtoMessage() {}
+
+func (x *TrustBundleAck) ProtoReflect() protoreflect.Message {
+	mi := &file_certificate_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TrustBundleAck.ProtoReflect.Descriptor instead.
+func (*TrustBundleAck) Descriptor() ([]byte, []int) {
+	return file_certificate_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TrustBundleAck) GetPod() string {
+	if x != nil {
+		return x.Pod
+	}
+	return ""
+}
+
+func (x *TrustBundleAck) GetAppliedVersion() uint64 {
+	if x != nil {
+		return x.AppliedVersion
+	}
+	return 0
+}
+
+func (x *TrustBundleAck) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_certificate_proto protoreflect.FileDescriptor
 
 const file_certificate_proto_rawDesc = "" +
@@ -144,12 +275,21 @@ const file_certificate_proto_rawDesc = "" +
 	"\x11certificate.proto\x12\x0fsluice.certs.v1\x1a\x1egoogle/protobuf/duration.proto\"Y\n" +
 	"\x18CreateCertificateRequest\x12\x10\n" +
 	"\x03csr\x18\x01 \x01(\fR\x03csr\x12+\n" +
-	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"k\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\x9d\x01\n" +
 	"\x19CreateCertificateResponse\x12+\n" +
 	"\x11certificate_chain\x18\x01 \x01(\fR\x10certificateChain\x12!\n" +
-	"\ftrust_bundle\x18\x02 \x01(\fR\vtrustBundle2\x80\x01\n" +
+	"\ftrust_bundle\x18\x02 \x01(\fR\vtrustBundle\x120\n" +
+	"\x14trust_bundle_version\x18\x03 \x01(\x04R\x12trustBundleVersion\"J\n" +
+	"\vTrustBundle\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12!\n" +
+	"\ftrust_bundle\x18\x02 \x01(\fR\vtrustBundle\"a\n" +
+	"\x0eTrustBundleAck\x12\x10\n" +
+	"\x03pod\x18\x01 \x01(\tR\x03pod\x12'\n" +
+	"\x0fapplied_version\x18\x02 \x01(\x04R\x0eappliedVersion\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error2\xd7\x01\n" +
 	"\x12CertificateService\x12j\n" +
-	"\x11CreateCertificate\x12).sluice.certs.v1.CreateCertificateRequest\x1a*.sluice.certs.v1.CreateCertificateResponseB4Z2github.com/sluice-mesh/sluice/certs/api/v1;certsv1b\x06proto3"
+	"\x11CreateCertificate\x12).sluice.certs.v1.CreateCertificateRequest\x1a*.sluice.certs.v1.CreateCertificateResponse\x12U\n" +
+	"\x10WatchTrustBundle\x12\x1f.sluice.certs.v1.TrustBundleAck\x1a\x1c.sluice.certs.v1.TrustBundle(\x010\x01B4Z2github.com/sluice-mesh/sluice/certs/api/v1;certsv1b\x06proto3"
 
 var (
 	file_certificate_proto_rawDescOnce sync.Once
@@ -163,18 +303,22 @@ func file_certificate_proto_rawDescGZIP() []byte {
 	return file_certificate_proto_rawDescData
 }
 
-var file_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_certificate_proto_goTypes = []any{
 	(*CreateCertificateRequest)(nil),  // 0: sluice.certs.v1.CreateCertificateRequest
 	(*CreateCertificateResponse)(nil), // 1: sluice.certs.v1.CreateCertificateResponse
-	(*durationpb.Duration)(nil),       // 2: google.protobuf.Duration
+	(*TrustBundle)(nil),               // 2: sluice.certs.v1.TrustBundle
+	(*TrustBundleAck)(nil),            // 3: sluice.certs.v1.TrustBundleAck
+	(*durationpb.Duration)(nil),       // 4: google.protobuf.Duration
 }
 var file_certificate_proto_depIdxs = []int32{
-	2, // 0: sluice.certs.v1.CreateCertificateRequest.ttl:type_name -> google.protobuf.Duration
+	4, // 0: sluice.certs.v1.CreateCertificateRequest.ttl:type_name -> google.protobuf.Duration
 	0, // 1: sluice.certs.v1.CertificateService.CreateCertificate:input_type -> sluice.certs.v1.CreateCertificateRequest
-	1, // 2: sluice.certs.v1.CertificateService.CreateCertificate:output_type -> sluice.certs.v1.CreateCertificateResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	3, // 2: sluice.certs.v1.CertificateService.WatchTrustBundle:input_type -> sluice.certs.v1.TrustBundleAck
+	1, // 3: sluice.certs.v1.CertificateService.CreateCertificate:output_type -> sluice.certs.v1.CreateCertificateResponse
+	2, // 4: sluice.certs.v1.CertificateService.WatchTrustBundle:output_type -> sluice.certs.v1.TrustBundle
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -191,7 +335,7 @@ func file_certificate_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_certificate_proto_rawDesc), len(file_certificate_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

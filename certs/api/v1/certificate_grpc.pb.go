@@ -25,13 +25,15 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	CertificateService_CreateCertificate_FullMethodName = "/sluice.certs.v1.CertificateService/CreateCertificate"
+	CertificateService_WatchTrustBundle_FullMethodName  = "/sluice.certs.v1.CertificateService/WatchTrustBundle"
 )
 
 // CertificateServiceClient is the client API for CertificateService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// CertificateService issues workload certificates.
+// CertificateService issues workload certificates and distributes the
+// trust bundle.
 //
 // The caller authenticates with call metadata
 //
@@ -52,6 +54,15 @@ const (
 type CertificateServiceClient interface {
 	// CreateCertificate signs the CSR's public key for its SPIFFE ID.
 	CreateCertificate(ctx context.Context, in *CreateCertificateRequest, opts ...grpc.CallOption) (*CreateCertificateResponse, error)
+	// WatchTrustBundle streams the trust bundle: the current one as soon as
+	// the stream opens, then every new one (a CA rotation adds a root, later
+	// removes the old one). The agent sends a TrustBundleAck when it opens
+	// the stream and whenever the version it has applied changes; Sluice
+	// waits for those acknowledgements before it signs with a new root. The
+	// caller authenticates as for CreateCertificate. The server ends streams
+	// after a while (OK status) so that tokens are checked again and load
+	// spreads over replicas: reconnect at once.
+	WatchTrustBundle(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TrustBundleAck, TrustBundle], error)
 }
 
 type certificateServiceClient struct {
@@ -72,11 +83,25 @@ func (c *certificateServiceClient) CreateCertificate(ctx context.Context, in *Cr
 	return out, nil
 }
 
+func (c *certificateServiceClient) WatchTrustBundle(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[TrustBundleAck, TrustBundle], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CertificateService_ServiceDesc.Streams[0], CertificateService_WatchTrustBundle_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TrustBundleAck, TrustBundle]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CertificateService_WatchTrustBundleClient = grpc.BidiStreamingClient[TrustBundleAck, TrustBundle]
+
 // CertificateServiceServer is the server API for CertificateService service.
 // All implementations must embed UnimplementedCertificateServiceServer
 // for forward compatibility.
 //
-// CertificateService issues workload certificates.
+// CertificateService issues workload certificates and distributes the
+// trust bundle.
 //
 // The caller authenticates with call metadata
 //
@@ -97,6 +122,15 @@ func (c *certificateServiceClient) CreateCertificate(ctx context.Context, in *Cr
 type CertificateServiceServer interface {
 	// CreateCertificate signs the CSR's public key for its SPIFFE ID.
 	CreateCertificate(context.Context, *CreateCertificateRequest) (*CreateCertificateResponse, error)
+	// WatchTrustBundle streams the trust bundle: the current one as soon as
+	// the stream opens, then every new one (a CA rotation adds a root, later
+	// removes the old one). The agent sends a TrustBundleAck when it opens
+	// the stream and whenever the version it has applied changes; Sluice
+	// waits for those acknowledgements before it signs with a new root. The
+	// caller authenticates as for CreateCertificate. The server ends streams
+	// after a while (OK status) so that tokens are checked again and load
+	// spreads over replicas: reconnect at once.
+	WatchTrustBundle(grpc.BidiStreamingServer[TrustBundleAck, TrustBundle]) error
 	mustEmbedUnimplementedCertificateServiceServer()
 }
 
@@ -109,6 +143,9 @@ type UnimplementedCertificateServiceServer struct{}
 
 func (UnimplementedCertificateServiceServer) CreateCertificate(context.Context, *CreateCertificateRequest) (*CreateCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateCertificate not implemented")
+}
+func (UnimplementedCertificateServiceServer) WatchTrustBundle(grpc.BidiStreamingServer[TrustBundleAck, TrustBundle]) error {
+	return status.Error(codes.Unimplemented, "method WatchTrustBundle not implemented")
 }
 func (UnimplementedCertificateServiceServer) mustEmbedUnimplementedCertificateServiceServer() {}
 func (UnimplementedCertificateServiceServer) testEmbeddedByValue()                            {}
@@ -149,6 +186,13 @@ func _CertificateService_CreateCertificate_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CertificateService_WatchTrustBundle_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(CertificateServiceServer).WatchTrustBundle(&grpc.GenericServerStream[TrustBundleAck, TrustBundle]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CertificateService_WatchTrustBundleServer = grpc.BidiStreamingServer[TrustBundleAck, TrustBundle]
+
 // CertificateService_ServiceDesc is the grpc.ServiceDesc for CertificateService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -161,6 +205,13 @@ var CertificateService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _CertificateService_CreateCertificate_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchTrustBundle",
+			Handler:       _CertificateService_WatchTrustBundle_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "certificate.proto",
 }
