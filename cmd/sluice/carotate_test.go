@@ -77,9 +77,11 @@ func TestCARotateAndStatus(t *testing.T) {
 	assert.Equal(t, ca.PhaseWaitLeaves, status.Phase)
 	assert.Len(t, status.Roots, 2)
 	assert.Equal(t, ca.Redacted, status.RootKey)
-	rot := authority.Debug().(caDebug).Rotation
-	assert.Equal(t, ca.PhaseWaitLeaves, rot.Phase)
-	assert.Len(t, rot.Roots, 2)
+	// The authority's in-memory view follows the store within a reload.
+	require.Eventually(t, func() bool {
+		return authority.Debug().(caDebug).Rotation.Phase == ca.PhaseWaitLeaves
+	}, 10*time.Second, 10*time.Millisecond, "/debug/ca never showed WaitLeaves")
+	assert.Len(t, authority.Debug().(caDebug).Rotation.Roots, 2)
 
 	err = runCA(ctx, []string{"rotate", "--ca-dir=" + caDir}, &out, &out)
 	assert.ErrorContains(t, err, "a root rotation is in progress (phase WaitLeaves")
