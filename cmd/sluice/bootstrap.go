@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/sluice-mesh/sluice/certs/wellknown"
 	"github.com/sluice-mesh/sluice/xds/bootstrap"
 )
 
@@ -42,6 +43,7 @@ func runBootstrap(_ context.Context, args []string, stdout, _ io.Writer) error {
 	fs.StringVar(&cfg.workload.IP, "ip", "", "the workload's pod IP (Envoy's inbound listener)")
 	fs.StringVar(&cfg.workload.Zone, "zone", "", "the workload's zone, for locality-aware load balancing")
 	fs.StringVar(&cfg.workload.NodeID, "node-id", "", `xDS node id (default "<name>.<namespace>")`)
+	fs.StringVar(&cfg.workload.SDSSocket, "sds-socket", "", "with --kind envoy: the Unix socket where `sluice agent` serves the workload's certificates over SDS (e.g. "+wellknown.DefaultSDSSocket+"); with it the sidecar does mutual TLS, without it plaintext only")
 	fs.StringVar(&cfg.workload.XDSAddress, "xds-address", "", "the Sluice xDS address as host:port, e.g. sluice.sluice-system.svc:15010 (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -55,6 +57,9 @@ func runBootstrap(_ context.Context, args []string, stdout, _ io.Writer) error {
 		out, err = bootstrap.EnvoyYAML(cfg.workload)
 	default:
 		return fmt.Errorf(`%w: --kind must be "grpc" or "envoy", not %q`, errUsage, cfg.kind)
+	}
+	if cfg.kind == "grpc" && cfg.workload.SDSSocket != "" {
+		return fmt.Errorf("%w: --sds-socket is for Envoy; proxyless gRPC gets its certificates from the bootstrap `sluice agent` writes", errUsage)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)

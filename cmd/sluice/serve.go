@@ -78,6 +78,10 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 
 	// xDS server: consumes snapshots, produces per-proxy ADS responses.
 	opts := translate.Options{ClusterDomain: cfg.clusterDomain}
+	if certs != nil {
+		// Mutual TLS needs the CA: without it no proxy gets TLS settings.
+		opts.TrustDomain = cfg.ca.trustDomain
+	}
 	xds := server.New(server.Config{
 		MaxRecvMsgSize: cfg.maxMsgBytes,
 		MaxSendMsgSize: cfg.maxMsgBytes,
@@ -105,9 +109,11 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 		runners = append(runners, w)
 	}
 
+	var guard fastPathGuard
 	coalescer := discovery.NewCoalescer(store, discovery.ConsumerFunc(func(ctx context.Context, u discovery.Update) {
-		xds.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
-		drains.OnSnapshot(ctx, u.Snapshot, u.EndpointsOnly)
+		endpointsOnly := guard.endpointsOnly(u.Snapshot, u.EndpointsOnly)
+		xds.OnSnapshot(ctx, u.Snapshot, endpointsOnly)
+		drains.OnSnapshot(ctx, u.Snapshot, endpointsOnly)
 	}), discovery.CoalescerOptions{
 		HoldOff:         cfg.holdOff,
 		MaxDelay:        cfg.maxDelay,

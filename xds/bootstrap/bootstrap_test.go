@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-mesh/sluice/certs/wellknown"
 )
 
 var workload = Workload{
@@ -50,11 +52,34 @@ func TestEnvoyBootstrapIsValid(t *testing.T) {
 			require.NoError(t, protojson.Unmarshal(j, &b), "the YAML must read back as an Envoy bootstrap")
 			require.NoError(t, b.ValidateAll())
 			assert.Equal(t, XDSClusterName, b.GetStaticResources().GetClusters()[0].GetName())
+			assert.Len(t, b.GetStaticResources().GetClusters(), 1, "no SDS cluster without an agent socket")
+			assert.NotContains(t, b.GetNode().GetMetadata().GetFields(), MetaMTLS)
 			assert.NotNil(t, b.GetDynamicResources().GetCdsConfig().GetAds())
 			assert.NotNil(t, b.GetDynamicResources().GetLdsConfig().GetAds())
 			assert.Equal(t, "envoy", b.GetNode().GetMetadata().GetFields()[MetaProxyKind].GetStringValue())
 		})
 	}
+}
+
+// With the agent's socket, the sidecar reaches SDS through a static pipe
+// cluster and tells Sluice it can do mutual TLS.
+func TestEnvoyBootstrapWithSDS(t *testing.T) {
+	w := workload
+	w.SDSSocket = wellknown.DefaultSDSSocket
+	out, err := EnvoyYAML(w)
+	require.NoError(t, err)
+	j, err := yaml.YAMLToJSON(out)
+	require.NoError(t, err)
+	var b bootstrapv3.Bootstrap
+	require.NoError(t, protojson.Unmarshal(j, &b))
+	require.NoError(t, b.ValidateAll())
+	clusters := b.GetStaticResources().GetClusters()
+	require.Len(t, clusters, 2)
+	sds := clusters[1]
+	assert.Equal(t, SDSClusterName, sds.GetName())
+	assert.Equal(t, wellknown.DefaultSDSSocket, sds.GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint().GetAddress().GetPipe().GetPath())
+	assert.Contains(t, sds.GetTypedExtensionProtocolOptions(), "envoy.extensions.upstreams.http.v3.HttpProtocolOptions", "SDS is gRPC: HTTP/2")
+	assert.Equal(t, "true", b.GetNode().GetMetadata().GetFields()[MetaMTLS].GetStringValue())
 }
 
 func TestBootstrapRejectsBadInput(t *testing.T) {

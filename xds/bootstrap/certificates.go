@@ -43,8 +43,10 @@ type fileWatcherConfig struct {
 
 // WithCertificateProviders returns the gRPC bootstrap JSON (as GRPC
 // returns it) with a certificate_providers section: one file_watcher
-// provider named CertificateProviderInstance reading files. Other fields
-// are kept.
+// provider named CertificateProviderInstance reading files, and
+// node.metadata.MTLS "true", which tells Sluice the client can do mutual
+// TLS (grpc-go NACKs security settings naming a provider its bootstrap
+// lacks, so Sluice sends them only then). Other fields are kept.
 func WithCertificateProviders(bootstrapJSON []byte, files CertificateFiles) ([]byte, error) {
 	if files.CertificateFile == "" || files.PrivateKeyFile == "" || files.CACertificateFile == "" {
 		return nil, errors.New("gRPC bootstrap: the certificate, key and CA certificate files are all required")
@@ -73,9 +75,36 @@ func WithCertificateProviders(bootstrapJSON []byte, files CertificateFiles) ([]b
 		return nil, fmt.Errorf("gRPC bootstrap: %w", err)
 	}
 	b["certificate_providers"] = providers
+	if b["node"], err = withNodeMetadata(b["node"], MetaMTLS, "true"); err != nil {
+		return nil, fmt.Errorf("gRPC bootstrap: %w", err)
+	}
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("gRPC bootstrap: %w", err)
 	}
 	return append(out, '\n'), nil
+}
+
+// withNodeMetadata sets node.metadata[key] in a bootstrap's node object,
+// keeping its other fields.
+func withNodeMetadata(node json.RawMessage, key, value string) (json.RawMessage, error) {
+	n := map[string]json.RawMessage{}
+	if len(node) > 0 {
+		if err := json.Unmarshal(node, &n); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	md := map[string]any{}
+	if raw, ok := n["metadata"]; ok {
+		if err := json.Unmarshal(raw, &md); err != nil {
+			return nil, fmt.Errorf("node metadata: %w", err)
+		}
+	}
+	md[key] = value
+	raw, err := json.Marshal(md)
+	if err != nil {
+		return nil, err
+	}
+	n["metadata"] = raw
+	return json.Marshal(n)
 }

@@ -27,8 +27,19 @@ func TestWithCertificateProviders(t *testing.T) {
 	var orig map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(base, &orig))
 	for k, v := range orig {
+		if k == "node" {
+			continue
+		}
 		assert.JSONEq(t, string(v), string(got[k]), "field %s kept", k)
 	}
+	// The node keeps its id and metadata and says the client can do mTLS.
+	var node struct {
+		ID       string            `json:"id"`
+		Metadata map[string]string `json:"metadata"`
+	}
+	require.NoError(t, json.Unmarshal(got["node"], &node))
+	assert.Equal(t, "cart-1.shop", node.ID)
+	assert.Equal(t, map[string]string{MetaProxyKind: "grpc", MetaNamespace: "shop", MetaPodName: "cart-1", MetaMTLS: "true"}, node.Metadata)
 	assert.JSONEq(t, `{"sluice": {"plugin_name": "file_watcher", "config": {
 		"certificate_file": "/var/run/sluice/certs/cert-chain.pem",
 		"private_key_file": "/var/run/sluice/certs/key.pem",

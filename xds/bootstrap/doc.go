@@ -11,6 +11,10 @@
 //	node.metadata.POD_NAME          the pod's name
 //	node.metadata.SERVICE_ACCOUNT   the pod's service account
 //	node.metadata.INSTANCE_IP       the pod's IP (Envoy's inbound listener)
+//	node.metadata.MTLS              "true" when the certificate agent feeds the
+//	                                proxy its certificates: an Envoy bootstrap
+//	                                with the SDS cluster, a gRPC bootstrap with
+//	                                the certificate provider (WithCertificateProviders)
 //
 // Every metadata key is optional: a client with none still gets every
 // service it asks for.
@@ -23,6 +27,7 @@ const (
 	MetaPodName        = "POD_NAME"
 	MetaServiceAccount = "SERVICE_ACCOUNT"
 	MetaInstanceIP     = "INSTANCE_IP"
+	MetaMTLS           = "MTLS"
 )
 
 // ServerListenerTemplate is the name proxyless gRPC servers

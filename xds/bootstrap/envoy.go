@@ -22,11 +22,19 @@ import (
 // XDSClusterName is the static cluster an Envoy bootstrap uses to reach Sluice.
 const XDSClusterName = "sluice-xds"
 
+// SDSClusterName is the static cluster an Envoy bootstrap uses to reach the
+// certificate agent's SDS socket. The TLS contexts Sluice sends Envoy fetch
+// the secrets wellknown.SDSCertificate and wellknown.SDSTrustBundle through
+// it.
+const SDSClusterName = "sds-grpc"
+
 // EnvoyAdminPort is where the sidecar's admin interface listens (loopback only).
 const EnvoyAdminPort = 15000
 
 // Envoy returns the bootstrap proto for an Envoy sidecar that gets all its
-// configuration (CDS, LDS and through them EDS, RDS) over ADS from Sluice.
+// configuration (CDS, LDS and through them EDS, RDS) over ADS from Sluice,
+// and, when w.SDSSocket is set, its certificates over SDS from the
+// certificate agent's Unix socket.
 func Envoy(w Workload) (*bootstrapv3.Bootstrap, error) {
 	if err := w.validate(); err != nil {
 		return nil, fmt.Errorf("Envoy bootstrap: %w", err)
@@ -35,14 +43,6 @@ func Envoy(w Workload) (*bootstrapv3.Bootstrap, error) {
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil {
 		return nil, fmt.Errorf("Envoy bootstrap: control plane port %q: %w", portStr, err)
-	}
-	md := &structpb.Struct{Fields: map[string]*structpb.Value{}}
-	for k, v := range w.metadata("envoy") {
-		md.Fields[k] = structpb.NewStringValue(v)
-	}
-	node := &corev3.Node{Id: w.nodeID(), Cluster: w.Namespace, Metadata: md}
-	if w.Zone != "" {
-		node.Locality = &corev3.Locality{Zone: w.Zone}
 	}
 	ads := &corev3.ConfigSource{
 		ResourceApiVersion:    corev3.ApiVersion_V3,
@@ -80,6 +80,19 @@ func Envoy(w Workload) (*bootstrapv3.Bootstrap, error) {
 			}},
 		},
 	}
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for k, v := range w.metadata("envoy") {
+		md.Fields[k] = structpb.NewStringValue(v)
+	}
+	static := []*clusterv3.Cluster{xdsCluster}
+	if w.SDSSocket != "" {
+		md.Fields[MetaMTLS] = structpb.NewStringValue("true")
+		static = append(static, sdsCluster(w.SDSSocket, http2))
+	}
+	node := &corev3.Node{Id: w.nodeID(), Cluster: w.Namespace, Metadata: md}
+	if w.Zone != "" {
+		node.Locality = &corev3.Locality{Zone: w.Zone}
+	}
 	return &bootstrapv3.Bootstrap{
 		Node: node,
 		Admin: &bootstrapv3.Admin{
@@ -99,9 +112,30 @@ func Envoy(w Workload) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: proto.Clone(ads).(*corev3.ConfigSource),
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
-			Clusters: []*clusterv3.Cluster{xdsCluster},
+			Clusters: static,
 		},
 	}, nil
+}
+
+// sdsCluster reaches the certificate agent's SDS server on its Unix socket
+// (gRPC, so HTTP/2).
+func sdsCluster(socket string, http2 *anypb.Any) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                          SDSClusterName,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:                durationpb.New(time.Second),
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": http2},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: SDSClusterName,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{
+				LbEndpoints: []*endpointv3.LbEndpoint{{
+					HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+						Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: socket}}},
+					}},
+				}},
+			}},
+		},
+	}
 }
 
 // EnvoyYAML renders Envoy(w) as YAML, the form envoy -c reads.

@@ -17,6 +17,13 @@ type Workload struct {
 	Zone           string
 	// XDSAddress is the control plane's host:port.
 	XDSAddress string
+	// SDSSocket is the certificate agent's SDS Unix socket
+	// (wellknown.DefaultSDSSocket in a standard pod). An Envoy bootstrap
+	// with it reaches the agent through the static cluster SDSClusterName
+	// and says MTLS in its node metadata; without it the sidecar has no
+	// certificates and Sluice sends it plaintext configuration only. Not
+	// used by gRPC (see WithCertificateProviders).
+	SDSSocket string
 }
 
 func (w Workload) validate() error {

@@ -16,6 +16,7 @@ const (
 	MetaPodName        = "POD_NAME"
 	MetaServiceAccount = "SERVICE_ACCOUNT"
 	MetaInstanceIP     = "INSTANCE_IP"
+	MetaMTLS           = "MTLS"
 )
 
 // ParseProxy reads who is asking from the xDS node of a stream's first
@@ -28,6 +29,7 @@ const (
 //	node.metadata.POD_NAME         Proxy.Pod
 //	node.metadata.SERVICE_ACCOUNT  Proxy.ServiceAccount
 //	node.metadata.INSTANCE_IP      Proxy.IP (the first, if a comma-separated list)
+//	node.metadata.MTLS             Proxy.MTLS when "true" (the proxy has certificates)
 //
 // Without PROXY_KIND the kind comes from node.user_agent_name: "envoy" is
 // Envoy; a name containing "grpc" ("gRPC Go", "gRPC Java", "grpc-go"...) is
@@ -40,6 +42,7 @@ func ParseProxy(node *corev3.Node) mesh.Proxy {
 	p.Namespace = str(MetaNamespace)
 	p.Pod = str(MetaPodName)
 	p.ServiceAccount = str(MetaServiceAccount)
+	p.MTLS = strings.EqualFold(str(MetaMTLS), "true")
 	if ip := str(MetaInstanceIP); ip != "" {
 		p.IP = strings.TrimSpace(strings.Split(ip, ",")[0])
 	}
@@ -69,6 +72,9 @@ type classKey struct {
 	// ip is kept for Envoy only (its inbound listener binds it); proxyless
 	// gRPC clients are addressed by listener name, not by IP.
 	ip string
+	// mtls: the proxy has certificates (translation sends TLS settings
+	// only then).
+	mtls bool
 }
 
 // classOf returns the class of p and the proxy translation is given: p with
@@ -76,7 +82,7 @@ type classKey struct {
 // a description of the class. Translation therefore cannot depend on anything
 // the memo key does not hold.
 func classOf(p mesh.Proxy) (classKey, mesh.Proxy) {
-	k := classKey{kind: p.Kind, namespace: p.Namespace, serviceAccount: p.ServiceAccount, zone: p.Zone}
+	k := classKey{kind: p.Kind, namespace: p.Namespace, serviceAccount: p.ServiceAccount, zone: p.Zone, mtls: p.MTLS}
 	if p.Kind == mesh.ProxyEnvoy {
 		k.ip = p.IP
 	}
@@ -87,6 +93,7 @@ func classOf(p mesh.Proxy) (classKey, mesh.Proxy) {
 		ServiceAccount: k.serviceAccount,
 		IP:             k.ip,
 		Zone:           k.zone,
+		MTLS:           k.mtls,
 	}
 }
 
@@ -98,6 +105,9 @@ func (k classKey) String() string {
 		if kv[1] != "" {
 			b.WriteString(" " + kv[0] + "=" + kv[1])
 		}
+	}
+	if k.mtls {
+		b.WriteString(" mtls")
 	}
 	return b.String()
 }

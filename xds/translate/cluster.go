@@ -49,13 +49,16 @@ func (t *translator) edsCluster(sp servicePort) *clusterv3.Cluster {
 	}
 }
 
-// grpcClusters returns one EDS cluster per service port, and
+// grpcClusters returns one EDS cluster per service port (with mutual TLS
+// unless the service's mode is DISABLE, see tls.go), and
 // InvalidBackendCluster when a route sends part of its traffic to backends
 // that could not be resolved.
 func (t *translator) grpcClusters(ports []servicePort) []types.Resource {
 	out := make([]types.Resource, 0, len(ports)+1)
 	for _, sp := range ports {
-		out = append(out, t.edsCluster(sp))
+		c := t.edsCluster(sp)
+		c.TransportSocket = t.grpcUpstreamTLS(sp)
+		out = append(out, c)
 	}
 	if t.needsInvalidBackendCluster(ports) {
 		out = append(out, invalidBackendCluster())
@@ -77,8 +80,9 @@ func invalidBackendCluster() *clusterv3.Cluster {
 	}
 }
 
-// envoyClusters returns one EDS cluster per service port, a STATIC cluster
-// per inbound port and the two passthrough clusters.
+// envoyClusters returns one EDS cluster per service port (with mutual TLS
+// unless the service's mode is DISABLE, see tls.go), a STATIC cluster per
+// inbound port and the two passthrough clusters.
 func (t *translator) envoyClusters(ports []servicePort) []types.Resource {
 	out := make([]types.Resource, 0, len(ports)+2)
 	for _, sp := range ports {
@@ -89,6 +93,7 @@ func (t *translator) envoyClusters(ports []servicePort) []types.Resource {
 		}
 		c.ConnectTimeout = durationpb.New(d)
 		t.lbFor(sp.svc).setSlowStart(c)
+		c.TransportSocket = t.envoyUpstreamTLS(sp)
 		switch sp.port.Protocol {
 		case mesh.ProtocolHTTP2, mesh.ProtocolGRPC:
 			c.TypedExtensionProtocolOptions = t.httpProtocolOptions(&httpv3.HttpProtocolOptions{
@@ -103,8 +108,13 @@ func (t *translator) envoyClusters(ports []servicePort) []types.Resource {
 		}
 		out = append(out, c)
 	}
+	blackHole := false
 	for _, in := range t.inboundPorts(ports) {
 		out = append(out, t.inboundCluster(in))
+		blackHole = blackHole || (in.tls == mesh.TLSStrict && !t.proxy.MTLS)
+	}
+	if blackHole {
+		out = append(out, blackHoleCluster())
 	}
 	out = append(out,
 		originalDstCluster(PassthroughCluster, ""),
@@ -142,6 +152,17 @@ func (t *translator) inboundCluster(in inboundPort) *clusterv3.Cluster {
 		})
 	}
 	return c
+}
+
+// blackHoleCluster has no endpoints: a connection sent to it is closed.
+// It receives what must not reach the workload (a STRICT port of a sidecar
+// that cannot terminate mutual TLS).
+func blackHoleCluster() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 BlackHoleCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: BlackHoleCluster},
+	}
 }
 
 // originalDstCluster forwards to the connection's original destination,

@@ -94,5 +94,25 @@
 // Slow start (Envoy, round robin and least request) is the cluster's
 // slow_start_config; proxyless gRPC has none (a warning).
 //
+// # Proxyless gRPC servers
+//
+// xds.NewGRPCServer asks for grpc/server?xds.resource.listening_address=<ip>:<port>.
+// A gRPC proxy gets one such listener per endpoint address of a grpc or
+// http2 service port of its namespace (listener_grpc_server.go): one filter
+// chain, an inline route of non_forwarding_action, the TLS of the port's
+// mode.
+//
+// # Mutual TLS (Options.TrustDomain set)
+//
+// Clusters of STRICT and PERMISSIVE services carry an UpstreamTlsContext
+// matching the SPIFFE IDs of the service accounts behind their endpoints;
+// Envoy's certificates come over SDS from the certificate agent, grpc-go's
+// from its bootstrap's certificate provider "sluice". Envoy's inbound
+// chains terminate mutual TLS (STRICT), or sniff with the tls_inspector and
+// take both (PERMISSIVE); grpc-go servers cannot sniff, so PERMISSIVE is
+// mutual TLS for them. A proxy without certificates (Proxy.MTLS false) gets
+// no TLS settings; its STRICT ports fail closed. tls.go has the details,
+// docs/mtls.md the tables.
+//
 // Resource names are listed in names.go.
 package translate

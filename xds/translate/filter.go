@@ -5,6 +5,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/wellknown"
@@ -69,5 +70,15 @@ func (t *translator) originalDstListenerFilter() *listenerv3.ListenerFilter {
 	return &listenerv3.ListenerFilter{
 		Name:       wellknown.OriginalDestination,
 		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.any(&originaldstv3.OriginalDst{})},
+	}
+}
+
+// tlsInspectorListenerFilter sets a connection's transport protocol to
+// "tls" when it starts with a TLS ClientHello, so filter chains can tell
+// mutual TLS from plaintext (PERMISSIVE ports).
+func (t *translator) tlsInspectorListenerFilter() *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{
+		Name:       wellknown.TLSInspector,
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: t.any(&tlsinspectorv3.TlsInspector{})},
 	}
 }

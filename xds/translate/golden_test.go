@@ -179,12 +179,14 @@ func warningsYAML(t *testing.T, w []string) []byte {
 type goldenInput struct {
 	Options struct {
 		ClusterDomain string `json:"clusterDomain"`
+		TrustDomain   string `json:"trustDomain"`
 	} `json:"options"`
 	Proxy    mesh.Proxy `json:"proxy"`
 	Services []struct {
 		Namespace  string   `json:"namespace"`
 		Name       string   `json:"name"`
 		ClusterIPs []string `json:"clusterIPs"`
+		TLSMode    string   `json:"tlsMode"`
 		Ports      []struct {
 			Name     string `json:"name"`
 			Port     uint32 `json:"port"`
@@ -213,6 +215,8 @@ type goldenInput struct {
 			Zone    string `json:"zone"`
 			Health  string `json:"health"`
 			Pod     string `json:"pod"`
+			// ServiceAccount is the pod's; empty when unknown.
+			ServiceAccount string `json:"serviceAccount"`
 		} `json:"endpoints"`
 	} `json:"services"`
 	// Routes are the merged rules of service ports (Snapshot.Routes). The
@@ -269,7 +273,7 @@ func loadInput(t *testing.T, path string) (*mesh.Snapshot, *mesh.Proxy, translat
 	}
 	snap := &mesh.Snapshot{Endpoints: map[mesh.PortKey][]mesh.Endpoint{}}
 	for _, s := range in.Services {
-		svc := &mesh.Service{Namespace: s.Namespace, Name: s.Name, ClusterIPs: s.ClusterIPs}
+		svc := &mesh.Service{Namespace: s.Namespace, Name: s.Name, ClusterIPs: s.ClusterIPs, TLSMode: mesh.TLSMode(s.TLSMode)}
 		for _, p := range s.Ports {
 			svc.Ports = append(svc.Ports, mesh.Port{Name: p.Name, Port: p.Port, Protocol: mesh.Protocol(p.Protocol)})
 		}
@@ -295,7 +299,7 @@ func loadInput(t *testing.T, path string) (*mesh.Snapshot, *mesh.Proxy, translat
 			key := mesh.PortKey{Namespace: s.Namespace, Name: s.Name, Port: port}
 			for _, e := range eps {
 				snap.Endpoints[key] = append(snap.Endpoints[key], mesh.Endpoint{
-					Address: e.Address, Port: e.Port, Zone: e.Zone, Health: parseHealth(t, e.Health), Pod: e.Pod,
+					Address: e.Address, Port: e.Port, Zone: e.Zone, Health: parseHealth(t, e.Health), Pod: e.Pod, ServiceAccount: e.ServiceAccount,
 				})
 			}
 			sort.SliceStable(snap.Endpoints[key], func(i, j int) bool {
@@ -326,7 +330,7 @@ func loadInput(t *testing.T, path string) (*mesh.Snapshot, *mesh.Proxy, translat
 		}
 		snap.Routes[pr.Port] = out
 	}
-	return snap, &in.Proxy, translate.Options{ClusterDomain: in.Options.ClusterDomain}
+	return snap, &in.Proxy, translate.Options{ClusterDomain: in.Options.ClusterDomain, TrustDomain: in.Options.TrustDomain}
 }
 
 func parseHealth(t *testing.T, s string) mesh.Health {

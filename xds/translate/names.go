@@ -1,10 +1,12 @@
 package translate
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 
 	"github.com/sluice-mesh/sluice/mesh"
+	"github.com/sluice-mesh/sluice/xds/bootstrap"
 )
 
 // Resource names. One scheme for both proxy kinds, Istio-style so that
@@ -13,13 +15,16 @@ import (
 //	cluster (CDS) and its endpoints (EDS)  outbound|<port>||<svc>.<ns>.svc.<domain>
 //	inbound cluster (Envoy, STATIC)         inbound|<target port>
 //	passthrough clusters (Envoy)            PassthroughCluster, InboundPassthroughCluster
+//	refusing cluster (Envoy)                BlackHoleCluster
 //	gRPC API listeners (LDS)                <svc>.<ns>.svc.<domain>:<port>
 //	                                        <svc>.<ns>.svc:<port>
 //	                                        <svc>.<ns>:<port>
 //	gRPC route configuration (RDS)          <svc>.<ns>.svc.<domain>:<port>
+//	gRPC server listeners (LDS)             grpc/server?xds.resource.listening_address=<ip>:<port>
 //	Envoy listeners (LDS)                   outbound (0.0.0.0:15001), inbound (0.0.0.0:15006),
 //	                                        <ClusterIP>_<port>, 0.0.0.0_<port> (headless HTTP)
 //	Envoy route configuration (RDS)         outbound|<port>, shared by every HTTP service on that port
+//	inbound filter chains (Envoy, gRPC)     inbound|<port>; inbound|<port>|mtls beside it (PERMISSIVE)
 //	route (Gateway API rule × match)        <route ns>/<route name>/rule-<i>/match-<j>
 //	gRPC route keeping weight-0 backends    sluice/keep-zero-weight-backends
 //	invalid backendRefs                     InvalidBackendCluster
@@ -45,6 +50,10 @@ const (
 	// InboundPassthroughCluster forwards inbound traffic on a port no service
 	// declares to its original destination.
 	InboundPassthroughCluster = "InboundPassthroughCluster"
+	// BlackHoleCluster is an Envoy cluster without endpoints: connections
+	// sent to it are closed (a STRICT port of a sidecar without
+	// certificates, which must neither accept plaintext nor pass it on).
+	BlackHoleCluster = "BlackHoleCluster"
 	// InvalidBackendCluster receives the share of a route rule's traffic
 	// that belongs to backendRefs that could not be resolved, so that those
 	// requests fail as the Gateway API requires. For Envoy no cluster of
@@ -83,6 +92,13 @@ func GRPCListenerNames(k mesh.PortKey, domain string) []string {
 		k.Name + "." + k.Namespace + ".svc" + port,
 		k.Name + "." + k.Namespace + port,
 	}
+}
+
+// GRPCServerListenerName returns the name of the listener a proxyless gRPC
+// server listening on addr asks for (bootstrap.ServerListenerTemplate with
+// the address as grpc-go formats it: <ip>:<port>, [<ipv6>]:<port>).
+func GRPCServerListenerName(addr netip.AddrPort) string {
+	return fmt.Sprintf(bootstrap.ServerListenerTemplate, addr.String())
 }
 
 // GRPCRouteName returns the RDS name shared by a service port's gRPC API

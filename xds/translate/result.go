@@ -8,6 +8,11 @@ import (
 type Options struct {
 	// ClusterDomain is the cluster DNS suffix, "cluster.local" by default.
 	ClusterDomain string
+	// TrustDomain is the SPIFFE trust domain of the mesh's workload
+	// identities (spiffe://<trust domain>/ns/<ns>/sa/<sa>). Empty turns
+	// mutual TLS off: no TLS anywhere, whatever the services' TLS modes
+	// (a control plane running without its CA). See tls.go.
+	TrustDomain string
 }
 
 // Result is the output of translating a snapshot for one proxy.

@@ -30,7 +30,7 @@ func Translate(snap *mesh.Snapshot, p *mesh.Proxy, opts Options) Result {
 		ports := t.servicePorts()
 		switch t.kind {
 		case mesh.ProxyGRPC:
-			res[resourcev3.ListenerType] = t.grpcListeners(ports)
+			res[resourcev3.ListenerType] = append(t.grpcListeners(ports), t.grpcServerListeners(ports)...)
 			res[resourcev3.RouteType] = t.grpcRoutes(ports)
 			res[resourcev3.ClusterType] = t.grpcClusters(ports)
 		case mesh.ProxyEnvoy:
@@ -39,6 +39,7 @@ func Translate(snap *mesh.Snapshot, p *mesh.Proxy, opts Options) Result {
 			res[resourcev3.ClusterType] = t.envoyClusters(ports)
 		}
 		res[resourcev3.EndpointType] = t.endpoints(ports)
+		t.warnStrictWithoutCertificates()
 	}
 	for typ := range res {
 		sortByName(res[typ])
@@ -62,11 +63,16 @@ func Endpoints(snap *mesh.Snapshot, p *mesh.Proxy, opts Options) []types.Resourc
 // translator carries the arguments of one translation and collects its
 // warnings. It is used by one goroutine and thrown away.
 type translator struct {
-	snap     *mesh.Snapshot
-	proxy    *mesh.Proxy
-	kind     mesh.ProxyKind
-	domain   string
-	warnings []string
+	snap   *mesh.Snapshot
+	proxy  *mesh.Proxy
+	kind   mesh.ProxyKind
+	domain string
+	// trustDomain is Options.TrustDomain; empty when mutual TLS is off.
+	trustDomain string
+	// strictWithoutCertificates lists the STRICT services a proxy without
+	// certificates calls (one warning for all, see tls.go).
+	strictWithoutCertificates []string
+	warnings                  []string
 	// lb caches the resolved load-balancing settings of each service so
 	// that a setting's warning is recorded once.
 	lb map[mesh.ServiceKey]*lbConfig
@@ -78,7 +84,7 @@ type translator struct {
 }
 
 func newTranslator(snap *mesh.Snapshot, p *mesh.Proxy, opts Options) *translator {
-	t := &translator{snap: snap, proxy: p, domain: opts.ClusterDomain, lb: map[mesh.ServiceKey]*lbConfig{}}
+	t := &translator{snap: snap, proxy: p, domain: opts.ClusterDomain, trustDomain: opts.TrustDomain, lb: map[mesh.ServiceKey]*lbConfig{}}
 	if t.domain == "" {
 		t.domain = DefaultClusterDomain
 	}

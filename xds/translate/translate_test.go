@@ -225,7 +225,7 @@ func TestInboundPorts(t *testing.T) {
 		withEndpoints("c", "other", 80, ep("10.0.0.2", 7000, "", mesh.Healthy))
 	tr := newTranslator(f.Snapshot, &mesh.Proxy{ID: "p", Kind: mesh.ProxyEnvoy, IP: "::ffff:10.0.0.1"}, Options{})
 	got := tr.inboundPorts(tr.servicePorts())
-	want := []inboundPort{{port: 8080, protocol: mesh.ProtocolTCP, service: "a/web"}, {port: 8081, protocol: mesh.ProtocolGRPC, service: "a/web"}}
+	want := []inboundPort{{port: 8080, protocol: mesh.ProtocolTCP, tls: mesh.TLSDisable, service: "a/web"}, {port: 8081, protocol: mesh.ProtocolGRPC, tls: mesh.TLSDisable, service: "a/web"}}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(inboundPort{})); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}

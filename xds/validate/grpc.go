@@ -22,7 +22,8 @@ import (
 const grpcChannelIDKey = "io.grpc.channel_id"
 
 // GRPCResources validates resources meant for a proxyless grpc-go client
-// (client side: API listeners): Resources, plus the checks grpc-go's xDS
+// (API listeners) or server (listeners with an address, grpc_tls.go):
+// Resources, plus the checks grpc-go's xDS
 // client makes when it unmarshals them (internal/xds/xdsclient/xdsresource
 // in grpc-go 1.85), which NACK a response, plus a few things grpc-go
 // silently drops (a route without a cluster, a hash policy it does not
@@ -48,15 +49,20 @@ func GRPCResources(res map[string][]types.Resource) error {
 	return errors.Join(s.errs...)
 }
 
-// grpcListener: a client listener is an api_listener holding an
+// grpcListener: a listener without api_listener is a server's (see
+// grpcServerListener). A client listener is an api_listener holding an
 // HttpConnectionManager with RDS over ADS (or self) or an inline route
 // configuration, no xff_num_trusted_hops, no original IP detection, and
 // HTTP filters grpc-go implements, the router last.
 func (s *set) grpcListener(l *listenerv3.Listener) {
 	where := "listener " + strconv.Quote(l.GetName())
+	if l.GetApiListener() == nil {
+		s.grpcServerListener(where, l)
+		return
+	}
 	a := l.GetApiListener().GetApiListener()
 	if a == nil {
-		s.errorf("%s: not an api_listener (a gRPC client only uses API listeners)", where)
+		s.errorf("%s: api_listener is empty", where)
 		return
 	}
 	hcm := &hcmv3.HttpConnectionManager{}
@@ -226,6 +232,9 @@ func (s *set) grpcCluster(c *clusterv3.Cluster) {
 	}
 	if len(c.GetTransportSocketMatches()) != 0 {
 		s.errorf("%s: transport_socket_matches is not supported by grpc-go", where)
+	}
+	if ts := c.GetTransportSocket(); ts != nil {
+		s.grpcUpstreamTLS(where, ts)
 	}
 	if lrs := c.GetLrsServer(); lrs != nil && lrs.GetSelf() == nil {
 		s.errorf("%s: lrs_server must be self", where)

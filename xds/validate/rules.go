@@ -34,7 +34,9 @@ import (
 //     two listeners on one address) and at least one filter chain;
 //   - filter chains of a listener have unique names and unique matches;
 //   - a filter chain match on server_names or transport_protocol "tls"
-//     needs the tls_inspector listener filter;
+//     needs the tls_inspector listener filter, and one on "tls" a TLS
+//     transport socket; TLS transport sockets hold an UpstreamTlsContext
+//     in clusters, a DownstreamTlsContext in filter chains (tls.go);
 //   - an HttpConnectionManager has HTTP filters with unique names, the
 //     router last;
 //   - virtual hosts of a route configuration have unique names and
@@ -231,6 +233,7 @@ func (s *set) checkFilterChains(where string, l *listenerv3.Listener) {
 			needTLS = true
 		}
 		s.checkNetworkFilters(fcWhere, fc.GetFilters())
+		s.checkDownstreamSocket(fcWhere, fc)
 	}
 	if d := l.GetDefaultFilterChain(); d != nil {
 		if d.GetFilterChainMatch() != nil {
@@ -450,6 +453,7 @@ func (s *set) clusterRef(where, name string) {
 
 func (s *set) checkClusters() {
 	for _, c := range s.clusters {
+		s.checkUpstreamSocket("cluster "+strconv.Quote(c.GetName()), c.GetTransportSocket())
 		if c.GetType() != clusterv3.Cluster_EDS || s.endpointNames == nil {
 			continue
 		}

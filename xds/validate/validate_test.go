@@ -432,11 +432,11 @@ func TestGRPCResourcesRules(t *testing.T) {
 		},
 		want: "is ignored by grpc-go",
 	}, {
-		name: "listener that is not an api_listener",
+		name: "server listener with a tcp_proxy",
 		change: func(t *testing.T, s map[string][]types.Resource) {
 			s[resourcev3.ListenerType] = append(s[resourcev3.ListenerType], &listenerv3.Listener{Name: "bound", Address: addr("0.0.0.0", 80), FilterChains: []*listenerv3.FilterChain{tcpChain(t, "echo-cluster", nil)}})
 		},
-		want: "not an api_listener",
+		want: "not an HttpConnectionManager, the only network filter of grpc-go servers",
 	}, {
 		name: "xff_num_trusted_hops",
 		change: func(t *testing.T, s map[string][]types.Resource) {
