@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-mesh/sluice/certs/identity"
 	"github.com/sluice-mesh/sluice/certs/rotation"
 	"github.com/sluice-mesh/sluice/certs/service"
+	"github.com/sluice-mesh/sluice/certs/trustbundle"
 	"github.com/sluice-mesh/sluice/certs/wellknown"
 	"github.com/sluice-mesh/sluice/discovery"
 )
@@ -50,6 +51,9 @@ type caConfig struct {
 	// replica names this replica in the CA's store (default $POD_NAME,
 	// else the host name).
 	replica string
+	// trustConfigMap names the ConfigMap the leader publishes the trust
+	// bundle in, in every namespace; "" turns it off (trustbundle.go).
+	trustConfigMap string
 	// isLeader says whether this replica drives CA rotations; nil: always
 	// (a single replica). Set by serve from its leader election.
 	isLeader func() bool
@@ -73,6 +77,7 @@ func (c *caConfig) addFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.intermediateTTL, "ca-intermediate-ttl", ca.DefaultIntermediateTTL, "lifetime of the intermediates Sluice generates")
 	fs.Float64Var(&c.threshold, "ca-rotation-threshold", rotation.DefaultThreshold, "rotate the root or the intermediate at this fraction of its life")
 	fs.DurationVar(&c.bundleTimeout, "ca-bundle-timeout", 0, "during a root rotation, go on after this long even if connected agents have not applied the new trust bundle (they are logged); 0 waits until they have")
+	fs.StringVar(&c.trustConfigMap, "ca-trust-configmap", trustbundle.DefaultName, `publish the trust bundle (key `+trustbundle.DefaultKey+`) in a ConfigMap of this name in every namespace, for agents' --ca-trust-file; "" turns it off`)
 	fs.DurationVar(&c.reloadInterval, "ca-reload-interval", rotation.DefaultReloadInterval, "how often each replica reads the CA's store again (rotation progress, requests, other replicas' reports)")
 }
 
@@ -116,6 +121,9 @@ func (c caConfig) validate(fileSource bool) error {
 	}
 	if c.bundleTimeout < 0 || c.reloadInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--ca-bundle-timeout (%s) must not be negative and --ca-reload-interval (%s) must be positive", c.bundleTimeout, c.reloadInterval))
+	}
+	if err := validateTrustConfigMap(c.trustConfigMap); err != nil {
+		errs = append(errs, err)
 	}
 	if c.bundleTimeout > 0 && c.bundleTimeout < 2*c.reloadInterval {
 		errs = append(errs, fmt.Errorf("--ca-bundle-timeout %s is shorter than two --ca-reload-interval: other replicas could not report in time", c.bundleTimeout))

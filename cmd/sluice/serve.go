@@ -75,6 +75,14 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("certificate service: %w", err)
 	}
+	// Trust bundle publisher: consumes the CA's trust bundle and
+	// Namespaces, produces a ConfigMap with the bundle in every namespace
+	// (the leader writes) for agents started later.
+	if p, err := newTrustBundlePublisher(cfg.ca, certs, src.client, leader, reg, log); err != nil {
+		return fmt.Errorf("trust bundle publisher: %w", err)
+	} else if p != nil {
+		runners = append(runners, p)
+	}
 
 	// xDS server: consumes snapshots, produces per-proxy ADS responses.
 	opts := translate.Options{ClusterDomain: cfg.clusterDomain}

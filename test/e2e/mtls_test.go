@@ -249,15 +249,15 @@ func createMTLSPod(ctx context.Context, t *testing.T, c *cluster.Cluster, name, 
 	return pod
 }
 
-// caRoot reads the CA's root certificate from the Secret `sluice serve`
-// keeps it in, with the admin client. Distributing it to workloads (a
-// ConfigMap the agent mounts) is not done by Sluice yet.
+// caRoot is the trust bundle Sluice publishes for workloads: the
+// ConfigMap sluice-ca-root in their namespace (what the agent's
+// --ca-trust-file mounts). It must hold the CA Secret's roots.
 func caRoot(ctx context.Context, t *testing.T, c *cluster.Cluster) []byte {
 	t.Helper()
+	root := publishedTrustBundle(ctx, t, c, mtlsNamespace, 1)
 	s, err := c.Client.CoreV1().Secrets("sluice-system").Get(ctx, ca.DefaultSecretName, metav1.GetOptions{})
 	require.NoError(t, err)
-	root := s.Data[ca.FileRootCert]
-	require.NotEmpty(t, root, "no %s in Secret sluice-system/%s", ca.FileRootCert, ca.DefaultSecretName)
+	require.Equal(t, string(s.Data[ca.FileRootCert]), string(root), "the published bundle is the CA's roots")
 	return root
 }
 
