@@ -31,8 +31,9 @@ tools: ## build (or reuse the cached) etcd, kube-apiserver and kube-controller-m
 e2e: tools ## end-to-end tests on a real kube-apiserver, etcd and kube-controller-manager
 	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./test/e2e/... ./test/cluster/...
 
-bench: ## Go benchmarks of the hot paths, benchstat-friendly
+bench: tools ## Go benchmarks of the hot paths (benchstat-friendly), then the xDS load matrix (about 10 minutes)
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	test/load/bench.sh
 
 lint: $(TOOLS_BIN)/staticcheck ## gofmt, go vet and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -20,6 +20,8 @@ func newTranslator(opts translate.Options, check bool, reg prometheus.Registerer
 	tr := server.TranslatorFuncs{
 		TranslateFunc: func(s *mesh.Snapshot, p *mesh.Proxy) translate.Result { return translate.Translate(s, p, opts) },
 		EndpointsFunc: func(s *mesh.Snapshot, p *mesh.Proxy) []types.Resource { return translate.Endpoints(s, p, opts) },
+		// Envoy proxies whose pods serve the same ports share one translation.
+		InputsFunc: func(s *mesh.Snapshot, p *mesh.Proxy) string { return translate.EndpointInputs(s, p, opts) },
 	}
 	if !check {
 		return tr

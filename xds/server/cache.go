@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -26,10 +27,17 @@ import (
 // go-control-plane's buffered channels.
 type xdsCache struct {
 	translator Translator
-	log        *slog.Logger
-	metrics    *metrics
-	intern     *internTable
-	now        func() time.Time
+	// inputs is the translator's AddressInputs, nil if it has none.
+	inputs  func(*mesh.Snapshot, *mesh.Proxy) string
+	log     *slog.Logger
+	metrics *metrics
+	intern  *internTable
+	now     func() time.Time
+	// translating bounds concurrent translations to GOMAXPROCS: when many
+	// proxies of new classes connect at once, each stream would otherwise
+	// translate at the same time, and memory peaks at one full
+	// translation per connecting class (gigabytes at 1,000 services).
+	translating chan struct{}
 
 	// snapMu serializes snapshots.
 	snapMu sync.Mutex
@@ -55,17 +63,19 @@ var _ cachev3.Cache = (*xdsCache)(nil)
 
 func newCache(tr Translator, m *metrics, log *slog.Logger) *xdsCache {
 	return &xdsCache{
-		translator: tr,
-		log:        log,
-		metrics:    m,
-		intern:     newInternTable(func(typeURL string) { m.marshals.WithLabelValues(shortType(typeURL)).Inc() }),
-		now:        time.Now,
-		gen:        &generation{views: map[classKey]*classView{}},
-		streams:    map[streamKey]*streamState{},
-		reqs:       map[any]*streamState{},
-		classes:    map[classKey]int{},
-		snapTimes:  map[uint64]time.Time{},
-		changed:    make(chan struct{}),
+		translator:  tr,
+		inputs:      addressInputs(tr),
+		log:         log,
+		metrics:     m,
+		intern:      newInternTable(func(typeURL string) { m.marshals.WithLabelValues(shortType(typeURL)).Inc() }),
+		now:         time.Now,
+		translating: make(chan struct{}, runtime.GOMAXPROCS(0)),
+		gen:         &generation{views: map[classKey]*classView{}},
+		streams:     map[streamKey]*streamState{},
+		reqs:        map[any]*streamState{},
+		classes:     map[classKey]int{},
+		snapTimes:   map[uint64]time.Time{},
+		changed:     make(chan struct{}),
 	}
 }
 
@@ -90,7 +100,6 @@ func (c *xdsCache) setSnapshot(snap *mesh.Snapshot, endpointsOnly bool) uint64 {
 	}
 	// Translate every connected class before taking the lock, so streams
 	// are not held up by translation.
-	c.intern.beginGeneration()
 	for k, p := range live {
 		c.view(g, k, p)
 	}
@@ -98,8 +107,10 @@ func (c *xdsCache) setSnapshot(snap *mesh.Snapshot, endpointsOnly bool) uint64 {
 	g.prev = nil
 	g.mu.Unlock()
 	views := g.computedViews()
-	c.intern.prune(views)
-	c.metrics.observeViews(views)
+	if !endpointsOnly || c.intern.grown() {
+		c.intern.prune(distinctTypeViews(views, ""))
+	}
+	c.metrics.observeViews(views, endpointsOnly)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -144,8 +155,13 @@ func (c *xdsCache) createWatch(req any, typeURL string, sub cachev3.Subscription
 	w := &watch{id: c.nextWatch, typeURL: typeURL, sub: sub, first: ts.sentCount == 0}
 	set(w)
 	ts.watch = w
-	ts.wildcard = sub.IsWildcard()
-	ts.names = sortedNames(sub.SubscribedResources())
+	if subscriptionMayHaveChanged(ts, req) {
+		// Most requests are ACKs of an unchanged subscription: skip
+		// sorting thousands of names for /debug on each of them.
+		ts.wildcard = sub.IsWildcard()
+		ts.names = sortedNames(sub.SubscribedResources())
+		ts.knownID = 0
+	}
 
 	c.pushStream(st)
 	c.notify()
@@ -187,6 +203,26 @@ func (c *xdsCache) pushStream(st *streamState) {
 			return
 		}
 	}
+}
+
+// subscriptionMayHaveChanged reports whether req may change the
+// subscription of ts: a first request, a delta request that subscribes,
+// unsubscribes or states initial versions, or a SotW request whose names
+// differ from the previous request's.
+func subscriptionMayHaveChanged(ts *typeState, req any) bool {
+	first := !ts.subscribed
+	ts.subscribed = true
+	switch r := req.(type) {
+	case *cachev3.DeltaRequest:
+		return first || len(r.GetResourceNamesSubscribe()) > 0 || len(r.GetResourceNamesUnsubscribe()) > 0 ||
+			len(r.GetInitialResourceVersions()) > 0
+	case *cachev3.Request:
+		names := r.GetResourceNames()
+		changed := first || !slices.Equal(names, ts.lastNames)
+		ts.lastNames = names
+		return changed
+	}
+	return true
 }
 
 // notify wakes WaitAllAcked when a stream's sync state changed.

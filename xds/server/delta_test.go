@@ -164,3 +164,73 @@ func TestDeltaNackIsNotResent(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDeltaEndpointFastPathSendsTheDiff(t *testing.T) {
+	// Two delta clients subscribed to every EDS resource by name, as Envoy
+	// is: endpoint-only snapshots go out as the diff of the endpoint
+	// class's views, including to a client whose subscription changed in
+	// between (which is compared in full once, then diffed again).
+	env := newTestEnv(t, nil, twoServices().snapshot())
+	names := []string{"api.default:8080", "web.default:80"}
+	var clients []*deltaClient
+	for _, id := range []string{"envoy-1", "envoy-2"} {
+		c := env.delta(t, envoyNode(id))
+		c.send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesSubscribe: names})
+		r := c.recv()
+		if got := deltaNames(r); !slices.Equal(got, names) {
+			t.Fatalf("%s: EDS = %v", id, got)
+		}
+		c.ack(r)
+		clients = append(clients, c)
+	}
+	if err := waitAcked(env, env.srv.Seq()); err != nil {
+		t.Fatal(err)
+	}
+
+	specs := *twoServices()
+	specs[0].withEndpoints(8080, "10.0.0.4")
+	env.srv.OnSnapshot(context.Background(), specs.snapshot(), true)
+	for _, c := range clients {
+		r := c.recv()
+		if got := deltaNames(r); !slices.Equal(got, []string{"api.default:8080"}) || len(r.GetRemovedResources()) != 0 {
+			t.Fatalf("endpoint update = %v removed %v", got, r.GetRemovedResources())
+		}
+		if n := len(endpointsOf(decode(r.GetResources()[0].GetResource()))); n != 3 {
+			t.Fatalf("api has %d endpoints, want 3", n)
+		}
+		c.ack(r)
+	}
+	// The update was a diff: the new view records its base, and each
+	// client is known to hold the new view.
+	env.srv.cache.mu.Lock()
+	for ek, ev := range env.srv.cache.gen.eds {
+		if ev.tv.baseID == 0 || len(ev.tv.changed) != 1 {
+			t.Errorf("EDS view of %v: base %d, %d changed", ek, ev.tv.baseID, len(ev.tv.changed))
+		}
+		for _, st := range env.srv.cache.streams {
+			if got := st.types[resourcev3.EndpointType].knownID; got != ev.tv.id {
+				t.Errorf("stream %v holds view %d, want %d", st.key, got, ev.tv.id)
+			}
+		}
+	}
+	env.srv.cache.mu.Unlock()
+
+	// envoy-2 drops web; then web changes (not sent to it) and api again.
+	clients[1].send(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: resourcev3.EndpointType, ResourceNamesUnsubscribe: []string{"web.default:80"}})
+	clients[1].expectNone(200 * time.Millisecond)
+	specs[1].withEndpoints(80, "10.0.1.9")
+	specs[0].withEndpoints(8080, "10.0.0.5")
+	env.srv.OnSnapshot(context.Background(), specs.snapshot(), true)
+	if got := deltaNames(clients[0].recv()); !slices.Equal(got, names) {
+		t.Fatalf("envoy-1 update = %v, want both", got)
+	}
+	r := clients[1].recv()
+	if got := deltaNames(r); !slices.Equal(got, []string{"api.default:8080"}) {
+		t.Fatalf("envoy-2 update = %v, want api only", got)
+	}
+	clients[1].ack(r)
+	clients[1].expectNone(200 * time.Millisecond)
+	if got := env.tr.endpoints.Load(); got != 2 {
+		t.Errorf("endpoint translations = %d, want 2 (one per snapshot for the shared endpoint class)", got)
+	}
+}

@@ -14,13 +14,15 @@
 //
 // The xDS node of a stream's first request becomes a mesh.Proxy (ParseProxy
 // documents the node id and metadata convention). Proxies are grouped into
-// classes by the attributes translation may use (kind, namespace, service
-// account, zone, and the IP for Envoy); translation runs once per class and
-// snapshot and is given only those attributes, so it cannot depend on
-// anything else. Each resource is marshaled once (deterministically) into an
-// entry shared by every response and proxy that carries it; its version is a
-// hash of its bytes, and a SotW response's version a hash over the names and
-// versions it carries.
+// classes by the attributes translation uses (kind, namespace, zone, and the
+// IP for Envoy); translation runs once per class and snapshot and is given
+// only those attributes, so it cannot depend on anything else. EDS is
+// shared more widely: it is translated once per kind and zone (an endpoint
+// class) and shared by every class of it. Each resource is marshaled once
+// per translation (deterministically) into an entry shared by every
+// response and proxy that carries it; its version is a hash of its bytes,
+// and a SotW response's version a hash over the names and versions it
+// carries.
 //
 // # Watches
 //
@@ -50,8 +52,9 @@
 //
 // # Endpoint fast path
 //
-// OnSnapshot(..., endpointsOnly=true) recomputes EDS only (Translator.Endpoints)
-// and reuses the class views' listeners, routes and clusters.
+// OnSnapshot(..., endpointsOnly=true) recomputes EDS only (Translator.Endpoints,
+// once per endpoint class) and reuses the class views' listeners, routes and
+// clusters.
 //
 // # Sync tracking
 //

@@ -32,12 +32,18 @@ type entryKey struct {
 
 // internTable makes each distinct resource one entry. A resource is
 // marshaled once per translation that produced it (resources are compared by
-// their bytes); a proto message returned twice by the translator (the same
-// pointer) within one generation is marshaled once.
+// their bytes); a proto message returned twice by one translation (the same
+// pointer) is marshaled once.
+//
+// Message identities are remembered per translation only (see seen): a
+// table-wide map would keep every message of every class's translation
+// alive until the next snapshot, which at 1,000 services and 1,000
+// per-IP Envoy classes is gigabytes.
 type internTable struct {
 	mu    sync.Mutex
 	byKey map[entryKey]*entry
-	byPtr map[types.Resource]*entry
+	// pruned is the size of byKey after the last prune.
+	pruned int
 
 	marshals  atomic.Int64
 	onMarshal func(typeURL string)
@@ -46,20 +52,19 @@ type internTable struct {
 func newInternTable(onMarshal func(typeURL string)) *internTable {
 	return &internTable{
 		byKey:     map[entryKey]*entry{},
-		byPtr:     map[types.Resource]*entry{},
 		onMarshal: onMarshal,
 	}
 }
 
 var deterministic = proto.MarshalOptions{Deterministic: true}
 
-// intern returns the entry of res, marshaling it unless this generation has
-// seen the same message already.
-func (t *internTable) intern(typeURL, name string, res types.Resource) (*entry, error) {
-	t.mu.Lock()
-	e, ok := t.byPtr[res]
-	t.mu.Unlock()
-	if ok && e.typeURL == typeURL && e.name == name {
+// seen maps the messages of one translation to their entries.
+type seen map[types.Resource]*entry
+
+// intern returns the entry of res, marshaling it unless the translation
+// returned the same message already (seen, which may be nil).
+func (t *internTable) intern(typeURL, name string, res types.Resource, sn seen) (*entry, error) {
+	if e, ok := sn[res]; ok && e.typeURL == typeURL && e.name == name {
 		return e, nil
 	}
 	b, err := deterministic.Marshal(res)
@@ -74,46 +79,47 @@ func (t *internTable) intern(typeURL, name string, res types.Resource) (*entry, 
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if e, ok := t.byKey[key]; ok {
-		t.byPtr[res] = e
-		return e, nil
+	e, ok := t.byKey[key]
+	if !ok {
+		a := &anypb.Any{TypeUrl: typeURL, Value: b}
+		e = &entry{
+			typeURL: typeURL,
+			name:    name,
+			version: key.version,
+			res:     res,
+			any:     a,
+			delta:   &discoveryv3.Resource{Name: name, Version: key.version, Resource: a},
+		}
+		t.byKey[key] = e
 	}
-	a := &anypb.Any{TypeUrl: typeURL, Value: b}
-	e = &entry{
-		typeURL: typeURL,
-		name:    name,
-		version: key.version,
-		res:     res,
-		any:     a,
-		delta:   &discoveryv3.Resource{Name: name, Version: key.version, Resource: a},
+	if sn != nil {
+		sn[res] = e
 	}
-	t.byKey[key] = e
-	t.byPtr[res] = e
 	return e, nil
-}
-
-// beginGeneration forgets message identities: a translator may build new
-// messages at the addresses of old ones.
-func (t *internTable) beginGeneration() {
-	t.mu.Lock()
-	t.byPtr = map[types.Resource]*entry{}
-	t.mu.Unlock()
 }
 
 // prune keeps only the entries of the views still in use, so the table does
 // not grow with history. Entries held elsewhere (by streams) stay valid.
-func (t *internTable) prune(keep []*classView) {
+func (t *internTable) prune(keep []*typeView) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	byKey := make(map[entryKey]*entry, len(t.byKey))
-	for _, v := range keep {
-		for _, tv := range v.types {
-			for _, e := range tv.entries {
-				byKey[entryKey{typeURL: e.typeURL, name: e.name, version: e.version}] = e
-			}
+	for _, tv := range keep {
+		for _, e := range tv.entries {
+			byKey[entryKey{typeURL: e.typeURL, name: e.name, version: e.version}] = e
 		}
 	}
 	t.byKey = byKey
+	t.pruned = len(byKey)
+}
+
+// grown reports whether the table doubled since it was last pruned. An
+// endpoints-only snapshot adds only the changed EDS entries; pruning on
+// each would go over every view's entries for a few new ones.
+func (t *internTable) grown() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byKey) > 2*t.pruned+1024
 }
 
 func hashBytes(b []byte) string {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"sort"
 	"strconv"
 
@@ -147,6 +148,18 @@ func (c *xdsCache) evaluateDelta(st *streamState, ts *typeState, w *watch, tv *t
 	wildcard := w.sub.IsWildcard()
 	subscribed := w.sub.SubscribedResources()
 	known := w.sub.ReturnedResources()
+	firstWildcard := w.first && wildcard && w.deltaReq.GetResponseNonce() == ""
+	if ts.knownID != 0 && len(ts.removedAt) == 0 && !firstWildcard {
+		if tv.id == ts.knownID {
+			w.matched = tv.version
+			c.markSynced(ts, c.gen.seq)
+			return false
+		}
+		if tv.baseID == ts.knownID && c.evaluateDeltaDiff(st, ts, w, tv, wildcard, subscribed, known) {
+			return false
+		}
+	}
+	ts.knownID = 0
 
 	next := make(map[string]string, max(len(known), len(subscribed)))
 	var updated []*entry
@@ -188,8 +201,10 @@ func (c *xdsCache) evaluateDelta(st *streamState, ts *typeState, w *watch, tv *t
 	}
 	sort.Strings(removed)
 
-	respond := len(updated) > 0 || len(removed) > 0 ||
-		(w.first && wildcard && w.deltaReq.GetResponseNonce() == "")
+	respond := len(updated) > 0 || len(removed) > 0 || firstWildcard
+	if !retained {
+		ts.knownID = tv.id
+	}
 	if !respond {
 		if !retained {
 			w.matched = tv.version
@@ -216,4 +231,61 @@ func (c *xdsCache) evaluateDelta(st *streamState, ts *typeState, w *watch, tv *t
 		c.log.Error("xDS delta response dropped: stream channel full", "proxy", st.proxy.ID, "type", shortType(w.typeURL))
 	}
 	return retained
+}
+
+// evaluateDeltaDiff answers w with the difference between the view the
+// client holds (tv's base, ts.knownID) and tv, going over what changed
+// rather than every subscribed name: the endpoint fast path of delta
+// streams. It reports false, having sent nothing, when a removal must wait
+// for another type; evaluateDelta then does the full comparison.
+func (c *xdsCache) evaluateDeltaDiff(st *streamState, ts *typeState, w *watch, tv *typeView,
+	wildcard bool, subscribed map[string]struct{}, known map[string]string) bool {
+	var updated []*entry
+	for _, e := range tv.changed {
+		if _, ok := subscribed[e.name]; wildcard || ok {
+			updated = append(updated, e)
+		}
+	}
+	var removed []string
+	for _, name := range tv.removed {
+		v, ok := known[name]
+		if !ok {
+			continue
+		}
+		if v != "" && c.deferRemoval(st, ts, name) {
+			return false
+		}
+		removed = append(removed, name)
+	}
+	ts.knownID = tv.id
+	if len(updated) == 0 && len(removed) == 0 {
+		w.matched = tv.version
+		c.markSynced(ts, c.gen.seq)
+		return true
+	}
+	next := maps.Clone(known)
+	for _, e := range updated {
+		next[e.name] = e.version
+	}
+	for _, name := range removed {
+		delete(next, name)
+	}
+	meta := &responseMeta{
+		typeURL:   w.typeURL,
+		delta:     true,
+		seq:       c.gen.seq,
+		changeSeq: c.changeSeq(ts, w),
+		complete:  true,
+		version:   strconv.FormatUint(c.gen.seq, 10),
+		entries:   updated,
+		removed:   removed,
+	}
+	ts.watch = nil
+	resp := newDeltaResponse(c, st, w.deltaReq, next, meta)
+	select {
+	case w.deltaCh <- resp:
+	default:
+		c.log.Error("xDS delta response dropped: stream channel full", "proxy", st.proxy.ID, "type", shortType(w.typeURL))
+	}
+	return true
 }

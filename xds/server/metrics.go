@@ -1,6 +1,7 @@
 package server
 
 import (
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -62,21 +63,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
-// observeViews sets the resource and warning gauges from a generation's views.
-func (m *metrics) observeViews(views []*classView) {
+// observeViews sets the resource and warning gauges from a generation's
+// views; after an endpoints-only snapshot only EDS can have changed.
+func (m *metrics) observeViews(views []*classView, endpointsOnly bool) {
+	only := ""
+	if endpointsOnly {
+		only = resourcev3.EndpointType
+	}
 	byType := map[string]map[*entry]struct{}{}
+	for _, tv := range distinctTypeViews(views, only) {
+		set := byType[tv.typeURL]
+		if set == nil {
+			set = map[*entry]struct{}{}
+			byType[tv.typeURL] = set
+		}
+		for _, e := range tv.entries {
+			set[e] = struct{}{}
+		}
+	}
+	if endpointsOnly {
+		m.resources.WithLabelValues(shortType(resourcev3.EndpointType)).Set(float64(len(byType[resourcev3.EndpointType])))
+		return
+	}
 	warns := map[string]struct{}{}
 	for _, v := range views {
-		for typ, tv := range v.types {
-			set := byType[typ]
-			if set == nil {
-				set = map[*entry]struct{}{}
-				byType[typ] = set
-			}
-			for _, e := range tv.entries {
-				set[e] = struct{}{}
-			}
-		}
 		for _, w := range v.warnings {
 			warns[w] = struct{}{}
 		}

@@ -62,13 +62,17 @@ func ParseProxy(node *corev3.Node) mesh.Proxy {
 	return p
 }
 
-// classKey holds the proxy attributes translation may depend on. Proxies
-// with equal keys get the same resources, translated and marshaled once.
+// classKey holds the proxy attributes translation depends on: kind,
+// namespace (short service names), zone (locality priorities) and, for
+// Envoy, the IP (the inbound listener). Proxies with equal keys get the
+// same resources, translated and marshaled once. The service account is
+// left out while translation does not use it (TestTranslationIgnoresOutOfClassAttributes
+// fails if it starts to): with one account per workload it would make as
+// many classes as workloads.
 type classKey struct {
-	kind           mesh.ProxyKind
-	namespace      string
-	serviceAccount string
-	zone           string
+	kind      mesh.ProxyKind
+	namespace string
+	zone      string
 	// ip is kept for Envoy only (its inbound listener binds it); proxyless
 	// gRPC clients are addressed by listener name, not by IP.
 	ip string
@@ -82,26 +86,25 @@ type classKey struct {
 // a description of the class. Translation therefore cannot depend on anything
 // the memo key does not hold.
 func classOf(p mesh.Proxy) (classKey, mesh.Proxy) {
-	k := classKey{kind: p.Kind, namespace: p.Namespace, serviceAccount: p.ServiceAccount, zone: p.Zone, mtls: p.MTLS}
+	k := classKey{kind: p.Kind, namespace: p.Namespace, zone: p.Zone, mtls: p.MTLS}
 	if p.Kind == mesh.ProxyEnvoy {
 		k.ip = p.IP
 	}
 	return k, mesh.Proxy{
-		ID:             k.String(),
-		Kind:           k.kind,
-		Namespace:      k.namespace,
-		ServiceAccount: k.serviceAccount,
-		IP:             k.ip,
-		Zone:           k.zone,
-		MTLS:           k.mtls,
+		ID:        k.String(),
+		Kind:      k.kind,
+		Namespace: k.namespace,
+		IP:        k.ip,
+		Zone:      k.zone,
+		MTLS:      k.mtls,
 	}
 }
 
-// String describes the class, e.g. "grpc ns=default sa=api zone=a".
+// String describes the class, e.g. "grpc ns=default zone=a".
 func (k classKey) String() string {
 	var b strings.Builder
 	b.WriteString(string(k.kind))
-	for _, kv := range [][2]string{{"ns", k.namespace}, {"sa", k.serviceAccount}, {"zone", k.zone}, {"ip", k.ip}} {
+	for _, kv := range [][2]string{{"ns", k.namespace}, {"zone", k.zone}, {"ip", k.ip}} {
 		if kv[1] != "" {
 			b.WriteString(" " + kv[0] + "=" + kv[1])
 		}

@@ -74,23 +74,27 @@ func TestResourcesMarshaledOnceAndShared(t *testing.T) {
 		t.Errorf("marshals = %d, want %d", got, perSnapshot)
 	}
 
-	// Another class (another namespace) gets its own translation, but the
-	// translator returned the same messages: nothing is marshaled again.
+	// Another class (another namespace) gets its own translation; message
+	// identities are remembered per translation only, so its resources are
+	// marshaled again, except EDS, which the endpoint class (kind and zone)
+	// shares. The entries are the same (TestDistinctClassesShareEqualResources).
+	const perSnapshotButEDS = 6
 	grpcLike(t, env, "b-1", map[string]string{MetaNamespace: "other"})
 	if got := tr.translations.Load(); got != 2 {
 		t.Errorf("translations = %d, want 2 for two classes", got)
 	}
-	if got := env.srv.cache.intern.marshals.Load(); got != perSnapshot {
-		t.Errorf("marshals = %d, want %d", got, perSnapshot)
+	if got := env.srv.cache.intern.marshals.Load(); got != perSnapshot+perSnapshotButEDS {
+		t.Errorf("marshals = %d, want %d", got, perSnapshot+perSnapshotButEDS)
 	}
 
-	// A change: one translation per class, each changed resource marshaled
-	// once, the same bytes to everyone.
+	// A change: one translation per class, the resources of each
+	// translation marshaled once (EDS once for both), the same bytes to
+	// everyone.
 	specs := *twoServices()
 	specs[0].withTimeout(2 * time.Second)
 	env.srv.OnSnapshot(context.Background(), specs.snapshot(), false)
-	if got := env.srv.cache.intern.marshals.Load(); got != 2*perSnapshot {
-		t.Errorf("marshals after a change = %d, want %d", got, 2*perSnapshot)
+	if got, want := env.srv.cache.intern.marshals.Load(), int64(2*(perSnapshot+perSnapshotButEDS)); got != want {
+		t.Errorf("marshals after a change = %d, want %d", got, want)
 	}
 	var first []byte
 	for _, c := range clients {
@@ -114,15 +118,16 @@ func TestResourcesMarshaledOnceAndShared(t *testing.T) {
 
 func TestDistinctClassesShareEqualResources(t *testing.T) {
 	// Without shared messages, equal resources of two classes are
-	// marshaled once per class but stored once (one entry, one version).
+	// marshaled once per class but stored once (one entry, one version);
+	// EDS is translated once for both (same kind and zone).
 	env := newTestEnv(t, nil, twoServices().snapshot())
 	grpcLike(t, env, "a", map[string]string{MetaNamespace: "default"})
 	grpcLike(t, env, "b", map[string]string{MetaNamespace: "other"})
 	if err := waitAcked(env, env.srv.Seq()); err != nil {
 		t.Fatal(err)
 	}
-	if got := env.srv.cache.intern.marshals.Load(); got != 16 {
-		t.Errorf("marshals = %d, want 16 (8 per class)", got)
+	if got := env.srv.cache.intern.marshals.Load(); got != 14 {
+		t.Errorf("marshals = %d, want 14 (6 per class, and EDS once for their endpoint class)", got)
 	}
 	va, _ := env.srv.AckedVersion("a", resourcev3.ClusterType)
 	vb, _ := env.srv.AckedVersion("b", resourcev3.ClusterType)

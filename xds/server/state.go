@@ -52,6 +52,17 @@ type typeState struct {
 	// wildcard and names are the subscription of the latest request.
 	wildcard bool
 	names    []string
+	// subscribed is set once a request was seen; lastNames are the
+	// resource names of the latest SotW request (to notice changes).
+	subscribed bool
+	lastNames  []string
+	// knownID, for delta, is the id of the type view whose resources
+	// (within the subscription) the client holds exactly: the last
+	// response was built from it and retained nothing, and the
+	// subscription has not changed since (0: not known). A newer view
+	// whose base it is then goes out as the base's diff, without going
+	// over every subscribed name.
+	knownID uint64
 
 	sentCount int
 	lastSent  *responseMeta
