@@ -140,6 +140,7 @@ func TestSANMatchers(t *testing.T) {
 	}
 	gvc := up.GetCommonTlsContext().GetValidationContext()
 	got = nil
+	//lint:ignore SA1019 grpc-go reads the deprecated field; the test checks it is what we send
 	for _, m := range gvc.GetMatchSubjectAltNames() {
 		got = append(got, m.GetExact())
 	}

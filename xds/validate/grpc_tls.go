@@ -234,6 +234,7 @@ func (s *set) grpcCommonTLS(where string, c *tlsv3.CommonTlsContext, server bool
 	if len(vc.GetMatchTypedSubjectAltNames()) != 0 {
 		s.errorf("%s: match_typed_subject_alt_names is ignored by grpc-go (use match_subject_alt_names): the peer's identity would go unchecked", where)
 	}
+	//lint:ignore SA1019 grpc-go reads only the deprecated field, so the validator checks it
 	if server && len(vc.GetMatchSubjectAltNames()) != 0 {
 		s.errorf("%s: match_subject_alt_names is not supported on grpc-go servers", where)
 	}

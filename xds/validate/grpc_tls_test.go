@@ -157,6 +157,7 @@ func TestGRPCTLSRules(t *testing.T) {
 		name: "server TLS with SAN matchers",
 		change: func(t *testing.T, s map[string][]types.Resource) {
 			common := grpcCommon()
+			//lint:ignore SA1019 the deprecated field is what grpc-go accepts
 			common.GetValidationContext().MatchSubjectAltNames = []*matcherv3.StringMatcher{{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: "spiffe://x/ns/a/sa/b"}}}
 			server(s).FilterChains[0].TransportSocket = tlsSocket(t, downstream(common))
 		},
