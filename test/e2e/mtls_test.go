@@ -33,7 +33,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
-	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,7 +92,7 @@ func TestMTLS(t *testing.T) {
 		createMTLSService(ctx, t, c, svc, mode)
 		createMTLSDeployment(ctx, t, c, svc)
 	}
-	clientPod := createMTLSPod(ctx, t, c, "client-a", mtlsClientSA)
+	clientPod := createClientPod(ctx, t, c, mtlsNamespace, "client-a", mtlsClientSA)
 	servers := map[string]cluster.Endpoint{}
 	for svc := range modes {
 		servers[svc] = waitReady(ctx, t, c, mtlsNamespace, svc, 1)[0]
@@ -200,39 +199,14 @@ func createMTLSService(ctx context.Context, t *testing.T, c *cluster.Cluster, na
 // declared, so the test kubelet leaves it to the test's xDS server.
 func createMTLSDeployment(ctx context.Context, t *testing.T, c *cluster.Cluster, app string) {
 	t.Helper()
-	labels := map[string]string{"app": app}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: app},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(1)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName:            mtlsServerSA,
-					TerminationGracePeriodSeconds: ptr.To(int64(5)),
-					Containers: []corev1.Container{{
-						Name:  "backend",
-						Image: "sluice.test/backend",
-						Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: grpcPort}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: grpcPort}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
-		},
-	}
-	_, err := c.Client.AppsV1().Deployments(mtlsNamespace).Create(ctx, d, metav1.CreateOptions{})
-	require.NoError(t, err)
+	createBackends(ctx, t, c, backendSpec{namespace: mtlsNamespace, name: app, app: app, replicas: 1, serviceAccount: mtlsServerSA})
 }
 
-// createMTLSPod creates a bare pod running as sa (a client workload, so its
-// tokens can be bound to a pod) and waits until it has an IP.
-func createMTLSPod(ctx context.Context, t *testing.T, c *cluster.Cluster, name, sa string) *corev1.Pod {
+// createClientPod creates a bare pod in ns running as sa (a client
+// workload, so its tokens can be bound to a pod) and waits until it has an IP.
+func createClientPod(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, name, sa string) *corev1.Pod {
 	t.Helper()
-	_, err := c.Client.CoreV1().Pods(mtlsNamespace).Create(ctx, &corev1.Pod{
+	_, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:            sa,
@@ -243,7 +217,7 @@ func createMTLSPod(ctx context.Context, t *testing.T, c *cluster.Cluster, name, 
 	require.NoError(t, err)
 	var pod *corev1.Pod
 	require.Eventually(t, func() bool {
-		pod, err = c.Client.CoreV1().Pods(mtlsNamespace).Get(ctx, name, metav1.GetOptions{})
+		pod, err = c.Client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
 		return err == nil && pod.Status.PodIP != ""
 	}, time.Minute, 100*time.Millisecond, "pod %s never got an IP", name)
 	return pod

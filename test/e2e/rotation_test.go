@@ -31,7 +31,6 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -90,7 +89,7 @@ func TestRotationUnderLoad(t *testing.T) {
 		createRotationWorkload(ctx, t, c, name)
 	}
 	for _, name := range rotServices {
-		clientPods[name] = createRotationClientPod(ctx, t, c, "client-"+name, name)
+		clientPods[name] = createClientPod(ctx, t, c, rotNamespace, "client-"+name, name)
 	}
 	servers := map[string]cluster.Endpoint{}
 	for _, name := range rotServices {
@@ -303,49 +302,7 @@ func createRotationWorkload(ctx context.Context, t *testing.T, c *cluster.Cluste
 		},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	_, err = c.Client.AppsV1().Deployments(rotNamespace).Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(int32(1)),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					ServiceAccountName:            name,
-					TerminationGracePeriodSeconds: ptr.To(int64(5)),
-					Containers: []corev1.Container{{
-						Name:  "backend",
-						Image: "sluice.test/backend",
-						Ports: []corev1.ContainerPort{{Name: "grpc", ContainerPort: grpcPort}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: grpcPort}},
-							PeriodSeconds: 1,
-						},
-					}},
-				},
-			},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-}
-
-func createRotationClientPod(ctx context.Context, t *testing.T, c *cluster.Cluster, name, sa string) *corev1.Pod {
-	t.Helper()
-	_, err := c.Client.CoreV1().Pods(rotNamespace).Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{
-			ServiceAccountName:            sa,
-			TerminationGracePeriodSeconds: ptr.To(int64(1)),
-			Containers:                    []corev1.Container{{Name: "app", Image: "sluice.test/backend"}},
-		},
-	}, metav1.CreateOptions{})
-	require.NoError(t, err)
-	var pod *corev1.Pod
-	require.Eventually(t, func() bool {
-		pod, err = c.Client.CoreV1().Pods(rotNamespace).Get(ctx, name, metav1.GetOptions{})
-		return err == nil && pod.Status.PodIP != ""
-	}, time.Minute, 100*time.Millisecond, "pod %s never got an IP", name)
-	return pod
+	createBackends(ctx, t, c, backendSpec{namespace: rotNamespace, name: name, app: name, replicas: 1, serviceAccount: name})
 }
 
 // rotationAgent is a pod's certificate agent, run as `sluice agent` runs

@@ -234,16 +234,35 @@ func createService(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, na
 // pinned to a node when nodeName is set.
 func createDeployment(ctx context.Context, t *testing.T, c *cluster.Cluster, ns, name, app string, replicas int32, nodeName string) {
 	t.Helper()
-	labels := map[string]string{"app": app, "deployment": name}
+	createBackends(ctx, t, c, backendSpec{namespace: ns, name: name, app: app, replicas: replicas, nodeName: nodeName})
+}
+
+// backendSpec describes a Deployment of test backends.
+type backendSpec struct {
+	namespace, name string
+	// app labels the pods (app=<app>): what Services select.
+	app      string
+	replicas int32
+	// nodeName pins the pods to a node; serviceAccount runs them as one.
+	nodeName, serviceAccount string
+}
+
+// createBackends creates a Deployment of test backends serving gRPC on
+// grpcPort, ready once their gRPC health check answers.
+func createBackends(ctx context.Context, t *testing.T, c *cluster.Cluster, b backendSpec) {
+	t.Helper()
+	labels := map[string]string{"app": b.app, "deployment": b.name}
+	replicas := b.replicas
 	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: b.name},
 		Spec: appsv1.DeploymentSpec{
 			Replicas: &replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					NodeName:                      nodeName,
+					NodeName:                      b.nodeName,
+					ServiceAccountName:            b.serviceAccount,
 					TerminationGracePeriodSeconds: new(int64(5)),
 					Containers: []corev1.Container{{
 						Name:  "backend",
@@ -258,6 +277,6 @@ func createDeployment(ctx context.Context, t *testing.T, c *cluster.Cluster, ns,
 			},
 		},
 	}
-	_, err := c.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{})
+	_, err := c.Client.AppsV1().Deployments(b.namespace).Create(ctx, d, metav1.CreateOptions{})
 	require.NoError(t, err)
 }
