@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -192,7 +193,7 @@ func serve(ctx context.Context, cfg serveConfig, log *slog.Logger) error {
 	}
 	g.Go(func() error { return xds.Serve(ctx, xdsLis) })
 	g.Go(func() error { return drains.Run(ctx) })
-	g.Go(func() error { return serveHTTP(ctx, debugLis, dbg) })
+	g.Go(func() error { return serveHTTP(ctx, debugLis, withPprof(dbg, cfg.pprof)) })
 	err = g.Wait()
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -269,6 +270,21 @@ func sourceName(cfg serveConfig) string {
 		return "files:" + cfg.configDir
 	}
 	return "kubernetes"
+}
+
+// withPprof adds net/http/pprof under /debug/pprof/ when on (--debug-pprof).
+func withPprof(h http.Handler, on bool) http.Handler {
+	if !on {
+		return h
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // serveHTTP serves h on lis until ctx ends, then shuts down gracefully.

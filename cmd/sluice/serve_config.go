@@ -41,8 +41,10 @@ type serveConfig struct {
 	shutdownGrace time.Duration
 	// validateResources runs the deep validator on every translation.
 	validateResources bool
-	ca                caConfig
-	leader            leaderConfig
+	// pprof serves net/http/pprof on the debug address.
+	pprof  bool
+	ca     caConfig
+	leader leaderConfig
 }
 
 func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
@@ -58,6 +60,7 @@ func (c *serveConfig) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.IntVar(&c.maxMsgBytes, "xds-max-message-bytes", 16<<20, "largest xDS message sent or received, in bytes")
 	fs.BoolVar(&c.validateResources, "validate-resources", false, "run the deep xDS validator on every translation and count failures in sluice_xds_invalid_translations_total (for tests and debugging; costs CPU)")
+	fs.BoolVar(&c.pprof, "debug-pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on --debug-address")
 	c.ca.addFlags(fs)
 	c.leader.addFlags(fs)
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "on SIGTERM, how long open xDS streams get to close before they are cut")

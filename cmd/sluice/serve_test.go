@@ -94,6 +94,7 @@ func TestServeFileSource(t *testing.T) {
 		shutdownGrace: 2 * time.Second,
 
 		validateResources: true,
+		pprof:             true,
 	}
 	require.NoError(t, cfg.validate())
 	ctx, cancel := context.WithCancel(context.Background())
@@ -164,6 +165,7 @@ func TestServeFileSource(t *testing.T) {
 	assert.Equal(t, "client.demo", proxies[0]["id"])
 	assert.Equal(t, http.StatusOK, httpStatus(debugURL+"/debug/config_dump?proxy=client.demo"))
 	assert.Equal(t, http.StatusNotFound, httpStatus(debugURL+"/debug/config_dump?proxy=nobody"))
+	assert.Equal(t, http.StatusOK, httpStatus(debugURL+"/debug/pprof/heap"), "--debug-pprof serves Go profiles")
 }
 
 func httpStatus(url string) int {
