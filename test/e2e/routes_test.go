@@ -167,18 +167,21 @@ func TestRoutes(t *testing.T) {
 			before := load.ok.Load()
 			e.applyHTTPRoute(ctx, httpRoute(e.ns, "split", "api", httpSplit(w[0], w[1])))
 			waitAckedWeights(ctx, t, cp, proxy, map[string]uint32{stable: uint32(w[0]), canary: uint32(w[1])})
-			counts, err := xdsclient.Spread(ctx, client, 4000)
+			const n = 10000
+			counts, err := xdsclient.Spread(ctx, client, n)
 			require.NoError(t, err)
 			share := groupShare(counts, "canary-")
-			t.Logf("%d/%d: canary share %.2f%% of 4000 after the ACK; load so far %d RPCs, %d failed",
-				w[0], w[1], 100*share, load.ok.Load(), load.failed.Load())
+			t.Logf("%d/%d: canary share %.2f%% of %d after the ACK; load so far %d RPCs, %d failed",
+				w[0], w[1], 100*share, n, load.ok.Load(), load.failed.Load())
 			assert.Greater(t, load.ok.Load()-before, int64(100), "the load ran across the change")
 			if w[0] == 0 {
 				assert.Equal(t, 1.0, share, counts.String())
 			} else {
-				// ±3 binomial standard deviations (≤ 0.8 points at 4000 RPCs).
-				sd := math.Sqrt(float64(w[1]) / 100 * float64(w[0]) / 100 / 4000)
-				assert.InDelta(t, float64(w[1])/100, share, 3*sd, counts.String())
+				// ±5 binomial standard deviations (≤ 2.5 points at 10,000
+				// RPCs): grpc-go picks clusters at random by weight, and a
+				// tighter bound fails about one run in two hundred.
+				sd := math.Sqrt(float64(w[1]) / 100 * float64(w[0]) / 100 / n)
+				assert.InDelta(t, float64(w[1])/100, share, 5*sd, counts.String())
 			}
 		}
 		ok, failed, errs := load.stop()
