@@ -289,11 +289,11 @@ func runAgent(ctx context.Context, t *testing.T, c *cluster.Cluster, cp *control
 }
 
 // startMTLSServer runs an xds.NewGRPCServer with xDS credentials for pod
-// on ip:9443, its bootstrap made as the agent would make it, and waits
-// until Sluice has given it its listener. Every RPC answers with headers
-// naming the pod and the caller's SPIFFE ID. It returns the server's own
-// SPIFFE ID.
-func startMTLSServer(ctx context.Context, t *testing.T, cp *controlPlane, pod *corev1.Pod, ip string, files bootstrap.CertificateFiles) string {
+// on ip:9443, its bootstrap made as the agent would make it, plus opts, and
+// waits until Sluice has given it its listener. Every RPC answers with
+// headers naming the pod and the caller's SPIFFE ID. It returns the server's
+// own SPIFFE ID.
+func startMTLSServer(ctx context.Context, t *testing.T, cp *controlPlane, pod *corev1.Pod, ip string, files bootstrap.CertificateFiles, opts ...grpc.ServerOption) string {
 	t.Helper()
 	cfg, err := bootstrap.GRPC(bootstrap.Workload{
 		Pod: pod.Name, Namespace: pod.Namespace, ServiceAccount: pod.Spec.ServiceAccountName, IP: ip, XDSAddress: cp.XDSAddress,
@@ -304,7 +304,7 @@ func startMTLSServer(ctx context.Context, t *testing.T, cp *controlPlane, pod *c
 	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
 	require.NoError(t, err)
 	serving := make(chan error, 16)
-	srv, err := xds.NewGRPCServer(
+	srv, err := xds.NewGRPCServer(append([]grpc.ServerOption{
 		grpc.Creds(creds),
 		xds.BootstrapContentsForTesting(cfg),
 		xds.ServingModeCallback(func(_ net.Addr, args xds.ServingModeChangeArgs) {
@@ -320,7 +320,7 @@ func startMTLSServer(ctx context.Context, t *testing.T, cp *controlPlane, pod *c
 			}
 			return h(ctx, req)
 		}),
-	)
+	}, opts...)...)
 	require.NoError(t, err)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(mtlsPort)))

@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -20,11 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	xdscreds "google.golang.org/grpc/credentials/xds"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
@@ -358,52 +353,8 @@ func startRotationAgent(ctx context.Context, t *testing.T, c *cluster.Cluster, c
 // rotMaxConnAge (in-flight RPCs finish first).
 func startRotationServer(ctx context.Context, t *testing.T, cp *controlPlane, pod *corev1.Pod, ip string, files bootstrap.CertificateFiles) {
 	t.Helper()
-	cfg, err := bootstrap.GRPC(bootstrap.Workload{
-		Pod: pod.Name, Namespace: pod.Namespace, ServiceAccount: pod.Spec.ServiceAccountName, IP: ip, XDSAddress: cp.XDSAddress,
-	})
-	require.NoError(t, err)
-	cfg, err = bootstrap.WithCertificateProviders(cfg, files)
-	require.NoError(t, err)
-	creds, err := xdscreds.NewServerCredentials(xdscreds.ServerOptions{FallbackCreds: insecure.NewCredentials()})
-	require.NoError(t, err)
-	serving := make(chan error, 16)
-	srv, err := xds.NewGRPCServer(
-		grpc.Creds(creds),
-		xds.BootstrapContentsForTesting(cfg),
-		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: rotMaxConnAge, MaxConnectionAgeGrace: 30 * time.Second}),
-		xds.ServingModeCallback(func(_ net.Addr, args xds.ServingModeChangeArgs) {
-			if args.Mode == connectivity.ServingModeServing {
-				serving <- nil
-			} else if args.Err != nil {
-				serving <- args.Err
-			}
-		}),
-		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := grpc.SetHeader(ctx, metadata.Pairs("x-caller", peerSPIFFE(ctx))); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		}),
-	)
-	require.NoError(t, err)
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	lis, err := net.Listen("tcp", net.JoinHostPort(ip, fmt.Sprint(mtlsPort)))
-	require.NoError(t, err)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	for {
-		select {
-		case err := <-serving:
-			if err == nil {
-				return
-			}
-			t.Logf("xDS server of %s not serving yet: %v", pod.Name, err)
-		case <-ctx.Done():
-			t.Fatalf("xDS server of %s never served: %v", pod.Name, ctx.Err())
-		case <-time.After(time.Minute):
-			t.Fatalf("xDS server of %s not serving after a minute\n%s", pod.Name, cp.logTail(30))
-		}
-	}
+	startMTLSServer(ctx, t, cp, pod, ip, files,
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: rotMaxConnAge, MaxConnectionAgeGrace: 30 * time.Second}))
 }
 
 // dialRotation opens a long-lived xDS channel from client pod to service
